@@ -1,0 +1,173 @@
+"""The ``tatar`` command line: a thin layer over the library (every command imports its module lazily,
+so ``tatar --help`` stays instant)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="TATAR: task-aware IQA/IAA scorer - data, teacher, training, evaluation, lineage.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+data_app = typer.Typer(help="Datasets: the benchmark registry and importers.", no_args_is_help=True)
+teacher_app = typer.Typer(help="The local OpenAI-compatible reference teacher.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(teacher_app, name="teacher")
+app.add_typer(bench_app, name="bench")
+
+# Stage name (as in dvc.yaml) -> "module:function"; each function takes the loaded Params.
+STAGES = {
+    "prepare": "tatar.data.prepare:run",
+    "rationales": "tatar.teacher.stage:run",
+    "validate": "tatar.validation:run",
+    "base_model": "tatar.modeling:run",
+    "sft": "tatar.training.sft:run",
+    "grpo": "tatar.training.grpo:run",
+    "evaluate": "tatar.evaluation:run",
+}
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to load.")]
+
+
+def _call(target: str):
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _params(path: Path):
+    from tatar.config import ConfigError, load_params
+
+    try:
+        return load_params(path)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(STAGES)}.")],
+    params: ParamsOpt = Path("params.yaml"),
+):
+    """Run one pipeline stage's body (what `dvc repro` calls). Run from the project root."""
+    if name not in STAGES:
+        typer.secho(f"unknown stage {name!r}; choose from {', '.join(STAGES)}", fg="red", err=True)
+        raise typer.Exit(2)
+    _call(STAGES[name])(_params(params))
+
+
+@app.command()
+def run(
+    force: Annotated[bool, typer.Option(help="Re-run every stage even if DVC finds it up to date.")] = False,
+    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
+):
+    """Run the whole pipeline through Prefect, DVC deciding per stage whether to run or skip."""
+    from flows.pipeline import run_pipeline_cli
+
+    raise typer.Exit(run_pipeline_cli(force=force, until=until))
+
+
+@app.command()
+def serve(
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "tatar-pipeline",
+):
+    """Serve the pipeline as a Prefect deployment that re-runs on `tatar.data.changed` events."""
+    from flows.deployment import serve_pipeline
+
+    serve_pipeline(name=name)
+
+
+@data_app.command("list")
+def data_list():
+    """List the benchmark registry: task, declared label scale, manifest size."""
+    from tatar.data.registry import print_registry
+
+    print_registry()
+
+
+@data_app.command("import")
+def data_import(
+    name: Annotated[str, typer.Argument(help="Benchmark name (see `tatar data list`).")],
+    images: Annotated[Path, typer.Option(help="Folder holding the benchmark's images.")],
+    out: Annotated[Optional[Path], typer.Option(help="Manifest to write.")] = None,
+    allow_missing: Annotated[bool, typer.Option(help="Write the manifest even if images are missing.")] = False,
+):
+    """Check a benchmark's image folder against its evaluation manifest and write a test manifest."""
+    from tatar.data.importers import import_benchmark_cli
+
+    raise typer.Exit(import_benchmark_cli(name, images, out=out, allow_missing=allow_missing))
+
+
+@teacher_app.command("serve")
+def teacher_serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    latency_ms: Annotated[float, typer.Option(help="Added latency per request.")] = 0.0,
+    error_rate: Annotated[float, typer.Option(help="Share of requests answered 429/500.")] = 0.0,
+    timeout_rate: Annotated[float, typer.Option(help="Share of requests that hang past the client timeout.")] = 0.0,
+    malformed_rate: Annotated[float, typer.Option(help="Share of answers with broken tags/contents.")] = 0.0,
+    seed: int = 0,
+):
+    """Run the reference teacher as an OpenAI-compatible server (chat completions, models, health)."""
+    from tatar.teacher.server import serve_forever
+
+    serve_forever(host=host, port=port, latency_ms=latency_ms, error_rate=error_rate,
+                  timeout_rate=timeout_rate, malformed_rate=malformed_rate, seed=seed)
+
+
+@bench_app.command("teacher")
+def bench_teacher(
+    latency_ms: Annotated[float, typer.Option(help="Server latency per request.")] = 100.0,
+    requests: Annotated[int, typer.Option(help="Requests per concurrency level.")] = 256,
+    concurrency: Annotated[int, typer.Option(help="The concurrent level compared with 1.")] = 64,
+):
+    """Teacher throughput of the real client path at concurrency 1 and N; last line `ratio: N.Nx`."""
+    from tatar.teacher.bench import run_bench
+
+    run_bench(latency_ms=latency_ms, requests=requests, concurrency=concurrency)
+
+
+@bench_app.command("rewards")
+def bench_rewards(
+    images: int = 64,
+    generations: int = 8,
+    repeats: int = 5,
+):
+    """Vectorised Thurstone ranking reward against a pure-Python pairwise loop; prints both and the ratio."""
+    from tatar.rewards import run_bench
+
+    run_bench(images=images, generations=generations, repeats=repeats)
+
+
+@app.command()
+def score(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    task: Annotated[str, typer.Option(help="iqa or iaa.")] = "iqa",
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint to score with.")] = Path("data/models/grpo"),
+    output: Annotated[Optional[Path], typer.Option(help="Write results to .json or .csv.")] = None,
+    batch_size: int = 8,
+):
+    """Score images with a trained checkpoint: a table of score, think words and rationale."""
+    from tatar.scorer import score_cli
+
+    raise typer.Exit(score_cli(images, task=task, checkpoint=checkpoint, output=output, batch_size=batch_size))
+
+
+@app.command()
+def lineage(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (holding lineage.json).")],
+    rev: Annotated[Optional[str], typer.Option(help="Git revision whose dvc.lock to read.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    verify: Annotated[bool, typer.Option(help="Recompute hashes; fail naming each file that differs.")] = False,
+):
+    """Audit the chain of stages, data, params and code that produced a checkpoint."""
+    from tatar.lineage import lineage_cli
+
+    raise typer.Exit(lineage_cli(checkpoint, rev=rev, as_json=as_json, verify=verify))
+
+
+if __name__ == "__main__":
+    app()

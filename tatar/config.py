@@ -1,0 +1,270 @@
+"""Typed configuration loaded from ``params.yaml``: one section per DVC stage.
+
+Every section is a pydantic model that forbids unknown keys, so a typo such as ``grpo.betta`` or a string
+where a number belongs is a clear error naming the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PARAMS_FILE = "params.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------- data
+class SyntheticConfig(Section):
+    """The embedded default: built offline from scikit-image's photographs (see tatar.data.synthetic)."""
+
+    enabled: bool = True
+    image_size: int = 96
+    # Source photographs are split by name so train and test never share a scene.
+    test_sources: list[str] = Field(default_factory=lambda: ["chelsea", "rocket", "coffee"])
+    iqa_distortions: list[str] = Field(
+        default_factory=lambda: ["gaussian_blur", "gaussian_noise", "jpeg", "brighten", "darken", "desaturate"]
+    )
+    iqa_levels: int = 5
+    iaa_variants_per_source: int = 12
+    crops_per_source: int = 1
+
+
+class TrainSetConfig(Section):
+    """One training source imported from disk (KonIQ DeQA-style JSON, ArtiMuse-10K, or generic)."""
+
+    name: str
+    format: Literal["koniq", "artimuse", "generic"]
+    path: str
+    images: str
+    task: Literal["iqa", "iaa"] | None = None
+    image_column: str = "image"
+    score_column: str = "score"
+    scale: tuple[float, float] | None = None
+    lower_is_better: bool = False
+
+
+class QuarantineConfig(Section):
+    """When prepare fails instead of quarantining and carrying on."""
+
+    max_fraction: float = 0.01
+    fail_on_overlap: bool = True
+
+
+class DataConfig(Section):
+    seed: int = 0
+    synthetic: SyntheticConfig = SyntheticConfig()
+    train: list[TrainSetConfig] = Field(default_factory=list)
+    # Benchmarks (registry names) whose imported manifests are part of the test set (``tatar data import``).
+    benchmarks: list[str] = Field(default_factory=list)
+    quarantine: QuarantineConfig = QuarantineConfig()
+
+
+# ------------------------------------------------------------------------------------------ teacher
+class SamplingConfig(Section):
+    temperature: float
+    top_p: float
+    max_tokens: int
+
+
+class TeacherConfig(Section):
+    # "local" starts the reference teacher (tatar.teacher.server) on a free loopback port for the run.
+    base_url: str = "local"
+    model: str = "tatar-reference-teacher"
+    # Name of the environment variable that holds the API key; the key itself never enters params or logs.
+    api_key_env: str = "TATAR_TEACHER_API_KEY"
+    prompt_version: str = "v1"
+    concurrency: int = 64
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    max_reasks: int = 2
+    cache_dir: str = ".tatar/cache/teacher"
+    iqa: SamplingConfig = SamplingConfig(temperature=0.3, top_p=0.8, max_tokens=140)
+    iaa: SamplingConfig = SamplingConfig(temperature=0.2, top_p=0.9, max_tokens=500)
+
+
+# ----------------------------------------------------------------------------------------- validate
+class JudgeConfig(Section):
+    enabled: bool = False
+    base_url: str = "local"
+    model: str = "tatar-reference-teacher"
+    api_key_env: str = "TATAR_JUDGE_API_KEY"
+    concurrency: int = 32
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    max_reasks: int = 2
+    cache_dir: str = ".tatar/cache/judge"
+    # Paper: IQA keeps when decision=keep and visual_fidelity > 2 and score_consistency > 2.
+    iqa_min: dict[str, float] = Field(default_factory=lambda: {"visual_fidelity": 2, "score_consistency": 2})
+    # Paper: IAA keeps when decision=keep and groundedness > 2 and cohesion > 2.
+    iaa_min: dict[str, float] = Field(default_factory=lambda: {"groundedness": 2, "cohesion": 2})
+
+
+class ValidateConfig(Section):
+    think_words_iqa: tuple[int, int] = (15, 50)
+    think_words_iaa: tuple[int, int] = (80, 450)
+    min_attributes: int = 5
+    min_keep_rate_iqa: float = 0.8
+    min_keep_rate_iaa: float = 0.8
+    judge: JudgeConfig = JudgeConfig()
+
+
+# -------------------------------------------------------------------------------------------- model
+class TinyModelConfig(Section):
+    """Sizes of the tiny Qwen2.5-VL built from a config for the embedded default."""
+
+    seed: int = 0
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    vision_depth: int = 2
+    vision_hidden_size: int = 64
+    vision_intermediate_size: int = 128
+    vision_num_heads: int = 2
+
+
+class ModelConfig(Section):
+    # "tiny" builds a small Qwen2.5-VL (stage base_model); otherwise a local path or hub id of any
+    # AutoModelForImageTextToText VLM, e.g. Qwen/Qwen2.5-VL-7B-Instruct.
+    base: str = "tiny"
+    tiny: TinyModelConfig = TinyModelConfig()
+    min_pixels: int = 28 * 28 * 4
+    max_pixels: int = 28 * 28 * 16
+    torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: str | None = None
+
+
+# ---------------------------------------------------------------------------------------- training
+class LoraConfig(Section):
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+    merge: bool = True  # save a merged full checkpoint (True) or the adapter only (False)
+
+
+class ThinkDropoutConfig(Section):
+    """Asymmetric thought dropout: probability that a target drops its <think> block (answer only)."""
+
+    iqa: float = 0.9
+    iaa: float = 0.0
+
+
+class SFTConfig(Section):
+    seed: int = 0
+    epochs: float = 2.0
+    max_steps: int = -1
+    learning_rate: float = 1e-5
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    warmup: float = 0.03
+    p_iqa: float = 0.5
+    think_dropout: ThinkDropoutConfig = ThinkDropoutConfig()
+    max_length: int | None = 2048
+    lora: LoraConfig = LoraConfig()
+    bf16: Literal["auto", "true", "false"] = "auto"
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    save_steps: int = 200
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    # Greedy generations on the synthetic test images after training, to print parse rate and think length.
+    check_samples: int = 16
+
+
+class GaussianRewardConfig(Section):
+    threshold: float = 8.75
+    alpha_iqa: float = 0.8
+    alpha_iaa: float = 2.0
+    max_words_iqa: int | None = 65
+    max_words_iaa: int | None = None
+
+
+class ThurstoneRewardConfig(Section):
+    tau: float = 0.08
+    margin: float = 0.12
+    eps: float = 1e-6
+    link: Literal["normal", "logistic"] = "normal"
+
+
+class GRPOConfig(Section):
+    seed: int = 0
+    num_generations: int = 8
+    beta: float = 0.001
+    learning_rate: float = 1e-6
+    epochs: float = 3.0
+    max_steps: int = -1
+    max_completion_length: int = 256
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    temperature: float = 1.0
+    # Reward weights per task: name in tatar.rewards.REWARDS -> weight. A reward absent for a task gives None there.
+    rewards_iqa: dict[str, float] = Field(default_factory=lambda: {"format": 1.0, "gaussian_score": 1.0})
+    rewards_iaa: dict[str, float] = Field(default_factory=lambda: {"format": 1.0, "thurstone_rank": 1.0})
+    gaussian: GaussianRewardConfig = GaussianRewardConfig()
+    thurstone: ThurstoneRewardConfig = ThurstoneRewardConfig()
+    lora: LoraConfig = LoraConfig()
+    use_vllm: bool = False
+    bf16: Literal["auto", "true", "false"] = "auto"
+    gradient_checkpointing: bool = False
+    logging_steps: int = 1
+    save_steps: int = 200
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
+
+
+# --------------------------------------------------------------------------------------------- eval
+class EvalConfig(Section):
+    checkpoint: str = "data/models/grpo"
+    # Test manifests to score: "synthetic_iqa", "synthetic_iaa" or any imported benchmark name.
+    benchmarks: list[str] = Field(default_factory=lambda: ["synthetic_iqa", "synthetic_iaa"])
+    skip_missing: bool = False
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    use_vllm: bool = False
+
+
+class Params(Section):
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
+    model: ModelConfig = ModelConfig()
+    sft: SFTConfig = SFTConfig()
+    grpo: GRPOConfig = GRPOConfig()
+    eval: EvalConfig = EvalConfig()
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @property
+    def validate(self) -> ValidateConfig:  # noqa: D401 - "validate" clashes with BaseModel.validate
+        return self.validate_
+
+
+class ConfigError(ValueError):
+    """params.yaml is malformed; the message names each offending key."""
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run from the project root or pass --params)")
+    raw = yaml.safe_load(path.read_text()) or {}
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: dict, source: str = PARAMS_FILE) -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]).replace("validate_", "validate")
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"{source}: invalid parameters\n" + "\n".join(lines)) from None

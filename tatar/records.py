@@ -1,0 +1,141 @@
+"""Data contracts between stages and crash-safe JSONL helpers.
+
+A manifest record is one labelled image; a rationale record is the teacher's explanation of its label.
+Both are plain pydantic models serialised one per line, so every stage output is greppable and diffable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Task = Literal["iqa", "iaa"]
+
+# The eight ArtiMuse aesthetic attributes, in the order the IAA narrative covers them.
+ATTRIBUTES = (
+    "visual_elements",
+    "composition",
+    "gestalt",
+    "technical_execution",
+    "theme",
+    "emotion",
+    "originality",
+    "overall",
+)
+
+
+class ManifestRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str  # stable: "<dataset>/<relative path>"
+    image: str  # path relative to ``root``
+    root: str  # the dataset's declared image folder (absolute, or relative to the project root)
+    task: Task
+    dataset: str
+    split: Literal["train", "test"]
+    score: float  # label as in the source
+    score_100: float  # mapped by the dataset's declared scale, flipped when lower is better
+    attributes: dict[str, str] | None = None  # ArtiMuse-style texts keyed by ATTRIBUTES
+    sha256: str  # of the image bytes
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root) / self.image
+
+
+class TeacherIdentity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    prompt_version: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+
+
+class RationaleRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    task: Task
+    dataset: str
+    image: str
+    root: str
+    score_100: float
+    attributes: dict[str, str] | None = None
+    teacher: TeacherIdentity
+    raw: str  # the teacher's text as received
+    think: str  # normalised rationale
+    answer: str  # "NN.NN", the 0-100 ground truth
+    think_words: int
+    cache_key: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root) / self.image
+
+    @property
+    def text(self) -> str:
+        """The SFT target in the output contract."""
+        from tatar.parsing import format_target
+
+        return format_target(self.think, float(self.answer))
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    """Yield one dict per non-empty line; a torn last line (crash mid-write) is skipped, not fatal."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as fh:
+        lines = fh.readlines()
+    for i, line in enumerate(lines):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # torn tail from a killed writer
+                return
+            raise ValueError(f"{path}:{i + 1}: not valid JSON") from None
+
+
+def read_records(path: str | Path, model: type[BaseModel]) -> list:
+    return [model.model_validate(d) for d in read_jsonl(path)]
+
+
+def _dump(obj) -> str:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump_json()
+    return json.dumps(obj, ensure_ascii=False, sort_keys=False)
+
+
+def write_jsonl(path: str | Path, rows: Iterable) -> int:
+    """Atomically (re)write a JSONL file: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(_dump(row) + "\n")
+            n += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return n
+
+
+def write_json(path: str | Path, obj, indent: int = 2) -> None:
+    """Atomically write a JSON document."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
