@@ -99,6 +99,10 @@ class JudgeConfig(Section):
     max_retries: int = 5
     max_reasks: int = 2
     cache_dir: str = ".tatar/cache/judge"
+    prompt_version: str = "v1"  # judge prompt files tatar/validation/prompts/judge_<task>_<version>.txt
+    temperature: float = 0.0  # paper: the judge decodes greedily
+    max_tokens: int = 400
+    # Each listed verdict score must be strictly greater than its value (0-5 scales) for the record to be kept.
     # Paper: IQA keeps when decision=keep and visual_fidelity > 2 and score_consistency > 2.
     iqa_min: dict[str, float] = Field(default_factory=lambda: {"visual_fidelity": 2, "score_consistency": 2})
     # Paper: IAA keeps when decision=keep and groundedness > 2 and cohesion > 2.
@@ -109,6 +113,9 @@ class ValidateConfig(Section):
     think_words_iqa: tuple[int, int] = (15, 50)
     think_words_iaa: tuple[int, int] = (80, 450)
     min_attributes: int = 5
+    # A number in <think> within this distance of the 0-100 ground truth (after rescaling "7.2/10", "72%",
+    # "0.72", "3.9/5" ...) counts as stating the score.
+    score_leak_tolerance: float = 0.5
     min_keep_rate_iqa: float = 0.8
     min_keep_rate_iaa: float = 0.8
     judge: JudgeConfig = JudgeConfig()
@@ -203,8 +210,12 @@ class GRPOConfig(Section):
     epochs: float = 3.0
     max_steps: int = -1
     max_completion_length: int = 256
-    per_device_batch_size: int = 8
+    per_device_batch_size: int = 8  # completions (not prompts) per device per optimisation step
     gradient_accumulation_steps: int = 1
+    # Images per generation batch, all processes together (TRL's generation_batch_size / num_generations). The
+    # ranking compares IAA images within one generation batch, so it must hold >= 2 IAA images; the train order
+    # interleaves the tasks in blocks of this size.
+    prompts_per_generation: int = 8
     temperature: float = 1.0
     # Reward weights per task: name in tatar.rewards.REWARDS -> weight. A reward absent for a task gives None there.
     rewards_iqa: dict[str, float] = Field(default_factory=lambda: {"format": 1.0, "gaussian_score": 1.0})
@@ -213,10 +224,12 @@ class GRPOConfig(Section):
     thurstone: ThurstoneRewardConfig = ThurstoneRewardConfig()
     lora: LoraConfig = LoraConfig()
     use_vllm: bool = False
+    vllm_mode: Literal["colocate", "server"] = "colocate"  # server: start `trl vllm-serve --model ...` first
     bf16: Literal["auto", "true", "false"] = "auto"
     gradient_checkpointing: bool = False
     logging_steps: int = 1
     save_steps: int = 200
+    log_completions: bool = False  # print a table of sampled completions and their rewards at each log
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
 
 

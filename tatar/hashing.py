@@ -38,3 +38,24 @@ def tree_hash(path: str | Path, skip: tuple[str, ...] = ()) -> str:
     for rel, digest in file_hashes(path, skip).items():
         h.update(f"{rel}\0{digest}\n".encode())
     return h.hexdigest()
+
+
+def dvc_md5(path: str | Path) -> str:
+    """The md5 DVC 3 records in dvc.lock for a file or folder (a folder: md5 of its sorted entry list + '.dir'),
+    so the lineage audit can compare what is on disk with what the lock says without asking DVC."""
+    import json
+
+    path = Path(path)
+
+    def md5(p: Path) -> str:
+        h = hashlib.md5()
+        with p.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+
+    if path.is_file():
+        return md5(path)
+    entries = sorted(({"md5": md5(p), "relpath": p.relative_to(path).as_posix()}
+                      for p in path.rglob("*") if p.is_file()), key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"

@@ -62,3 +62,245 @@ def write_lineage(out_dir: str | Path, stage: str, inputs: dict[str, str | Path]
     }
     write_json(out_dir / LINEAGE_FILE, record)
     return record
+
+
+# ----------------------------------------------------------------------------------------------- audit
+def read_lock(root: str | Path = ".", rev: str | None = None) -> dict:
+    """dvc.lock from the working tree, or as committed at a git revision (a commit, tag, branch or DVC
+    experiment name)."""
+    import yaml
+
+    root = Path(root)
+    if rev is None:
+        lock = root / "dvc.lock"
+        if not lock.exists():
+            raise FileNotFoundError(f"{lock}: not found; run the pipeline first (tatar run / dvc repro)")
+        return yaml.safe_load(lock.read_text()) or {}
+    text = subprocess.run(["git", "show", f"{_resolve_rev(root, rev)}:dvc.lock"], cwd=root,
+                          capture_output=True, text=True)
+    if text.returncode != 0:
+        raise FileNotFoundError(f"dvc.lock at revision {rev!r}: {text.stderr.strip()}")
+    return yaml.safe_load(text.stdout) or {}
+
+
+def _resolve_rev(root: Path, rev: str) -> str:
+    ok = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
+                        capture_output=True, text=True)
+    if ok.returncode == 0:
+        return ok.stdout.strip()
+    # A DVC experiment name (dvc exp run / dvc exp show) lives under refs/exps.
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], cwd=root,
+                          capture_output=True, text=True).stdout.split("\n")
+    for line in refs:
+        if line and line.rsplit("/", 1)[-1] == rev:
+            return line.split()[0]
+    raise FileNotFoundError(f"{rev!r} is neither a git revision nor a DVC experiment name")
+
+
+def _outs(entry: dict) -> list[dict]:
+    return entry.get("outs", []) or []
+
+
+def producing_stage(lock: dict, path: str) -> str | None:
+    """The stage whose outs hold ``path`` (the path itself or a folder above it)."""
+    path = path.rstrip("/")
+    for name, entry in lock.get("stages", {}).items():
+        for out in _outs(entry):
+            if path == out["path"] or path.startswith(out["path"].rstrip("/") + "/"):
+                return name
+    return None
+
+
+def upstream_chain(lock: dict, stage: str) -> list[str]:
+    """The stage and every stage it transitively depends on, upstream first."""
+    seen: list[str] = []
+
+    def visit(name: str):
+        if name in seen:
+            return
+        for dep in lock["stages"][name].get("deps", []):
+            parent = producing_stage(lock, dep["path"])
+            if parent and parent != name:
+                visit(parent)
+        seen.append(name)
+
+    visit(stage)
+    return seen
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None) -> dict:
+    """The chain that produced ``checkpoint`` back to the raw data, from dvc.lock and lineage.json, with every
+    disagreement between the two spelled out."""
+    root, checkpoint = Path(root), Path(checkpoint)
+    lineage = _read_json(checkpoint / LINEAGE_FILE)
+    if lineage is None:
+        raise FileNotFoundError(f"{checkpoint / LINEAGE_FILE}: not found; is {checkpoint} a tatar checkpoint?")
+    lock = read_lock(root, rev)
+    rel = _rel(checkpoint, root)
+    stage = producing_stage(lock, rel)
+    disagreements: list[str] = []
+    stages = []
+    if stage is None:
+        disagreements.append(f"dvc.lock{f' at {rev}' if rev else ''} has no stage producing {rel}")
+    else:
+        for name in upstream_chain(lock, stage):
+            entry = lock["stages"][name]
+            params = {k: v for f in (entry.get("params") or {}).values() for k, v in f.items()}
+            stages.append({
+                "stage": name,
+                "cmd": entry.get("cmd"),
+                "deps": [{"path": d["path"], "md5": d.get("md5")} for d in entry.get("deps", [])],
+                "params": params,
+                "outs": [{"path": o["path"], "md5": o.get("md5")} for o in _outs(entry)],
+            })
+        produced = stages[-1]
+        # 1. Params the checkpoint says it was trained with vs params dvc.lock records for its stage.
+        lineage_params = _flatten(lineage.get("params"))
+        for key, value in _flatten(produced["params"]).items():
+            if key in lineage_params and lineage_params[key] != value:
+                disagreements.append(f"param {key}: dvc.lock has {value!r}, lineage.json has {lineage_params[key]!r}")
+        # 2. The checkpoint on disk vs the one dvc.lock records (only meaningful for the working tree's lock).
+        if rev is None:
+            from tatar.hashing import dvc_md5
+
+            for out in produced["outs"]:
+                if out["path"] == rel and out["md5"] and dvc_md5(root / rel) != out["md5"]:
+                    disagreements.append(f"{rel} on disk differs from the output dvc.lock records "
+                                         f"({out['md5'][:12]}); it was changed or swapped after `{stage}` ran")
+    corpus = _corpus_summary(stages, root, rev)
+    return {"checkpoint": rel, "stage": stage, "rev": rev, "stages": stages, "corpus": corpus,
+            "lineage": {k: lineage.get(k) for k in ("stage", "created_at", "inputs", "started_from", "code",
+                                                    "packages", "params")},
+            "disagreements": disagreements}
+
+
+def _corpus_summary(stages: list[dict], root: Path, rev: str | None) -> dict | None:
+    by_name = {s["stage"]: s for s in stages}
+    if "rationales" not in by_name:
+        return None
+    teacher = by_name["rationales"]["params"].get("teacher", {})
+    summary = {
+        "teacher_model": teacher.get("model"),
+        "teacher_base_url": teacher.get("base_url"),
+        "prompt_version": teacher.get("prompt_version"),
+        "sampling": {t: teacher.get(t) for t in ("iqa", "iaa")},
+    }
+    metrics = _metrics_at(root, "data/corpus/metrics.json", rev)
+    if metrics:
+        summary["keep_rate"] = {k: v for k, v in _flatten(metrics).items() if "keep_rate" in k}
+    return summary
+
+
+def _metrics_at(root: Path, path: str, rev: str | None) -> dict | None:
+    import json
+
+    if rev is None:
+        return _read_json(root / path)
+    out = subprocess.run(["git", "show", f"{_resolve_rev(root, rev)}:{path}"], cwd=root, capture_output=True,
+                         text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def verify_checkpoint(checkpoint: str | Path, root: str | Path = ".") -> list[str]:
+    """Recompute the checkpoint's files and its recorded inputs; one line per file that differs."""
+    from tatar.hashing import tree_hash
+
+    checkpoint, root = Path(checkpoint), Path(root)
+    lineage = _read_json(checkpoint / LINEAGE_FILE)
+    if lineage is None:
+        return [f"{checkpoint / LINEAGE_FILE}: missing"]
+    problems = []
+    recorded = lineage.get("files", {})
+    actual = file_hashes(checkpoint, skip=(LINEAGE_FILE,))
+    for rel, digest in recorded.items():
+        if rel not in actual:
+            problems.append(f"{checkpoint / rel}: missing (recorded in lineage.json)")
+        elif actual[rel] != digest:
+            problems.append(f"{checkpoint / rel}: content differs from lineage.json (sha256 {actual[rel][:12]} != "
+                            f"{digest[:12]})")
+    problems += [f"{checkpoint / rel}: not recorded in lineage.json (added after training)"
+                 for rel in actual if rel not in recorded]
+    for name, info in (lineage.get("inputs") or {}).items():
+        path = Path(info["path"]) if Path(info["path"]).is_absolute() else root / info["path"]
+        if info.get("sha256") and path.exists() and tree_hash(path) != info["sha256"]:
+            problems.append(f"{path}: input '{name}' differs from the one this checkpoint was trained on")
+    return problems
+
+
+def final_checkpoint(root: str | Path = ".") -> Path | None:
+    for name in ("grpo", "sft"):
+        path = Path(root) / "data/models" / name
+        if (path / LINEAGE_FILE).exists():
+            return path
+    return None
+
+
+def lineage_markdown(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None) -> str:
+    return _markdown(audit(checkpoint, root, rev))
+
+
+def _markdown(report: dict) -> str:
+    lines = [f"## Lineage of `{report['checkpoint']}`" + (f" at `{report['rev']}`" if report["rev"] else ""), ""]
+    lines += ["| stage | inputs (md5) | params | outputs (md5) |", "|---|---|---|---|"]
+    for s in report["stages"]:
+        deps = "<br>".join(f"{d['path']} `{(d['md5'] or '')[:8]}`" for d in s["deps"])
+        outs = "<br>".join(f"{o['path']} `{(o['md5'] or '')[:8]}`" for o in s["outs"])
+        params = "<br>".join(f"{k}={v}" for k, v in _flatten(s["params"]).items())
+        lines.append(f"| {s['stage']} | {deps} | {params} | {outs} |")
+    if report["corpus"]:
+        lines += ["", "**Corpus:** " + ", ".join(f"{k}: {v}" for k, v in report["corpus"].items())]
+    lin = report["lineage"]
+    code = lin.get("code") or {}
+    lines += ["", f"**Trained** {lin.get('created_at')} at commit `{code.get('commit')}`"
+              + (" (uncommitted changes)" if code.get("dirty") else "")]
+    if lin.get("started_from"):
+        lines.append(f"**Started from:** {lin['started_from']}")
+    lines.append("**Packages:** " + ", ".join(f"{k} {v}" for k, v in (lin.get("packages") or {}).items() if v))
+    lines += ["", "**Disagreements between dvc.lock and lineage.json:** "
+              + ("none" if not report["disagreements"] else "")]
+    lines += [f"- {d}" for d in report["disagreements"]]
+    return "\n".join(lines)
+
+
+def lineage_cli(checkpoint: Path, rev: str | None = None, as_json: bool = False, verify: bool = False) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    console = Console()
+    try:
+        report = audit(checkpoint, ".", rev)
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}")
+        return 2
+    problems = verify_checkpoint(checkpoint) if verify else []
+    if as_json:
+        print(json.dumps({**report, "verify": problems if verify else None}, indent=2, default=str))
+    else:
+        console.print(Markdown(_markdown(report)))
+        if verify:
+            console.print("[green]verify: every file matches lineage.json" if not problems
+                          else "[red]verify failed:\n" + "\n".join(f"  {p}" for p in problems))
+    return 1 if problems else 0

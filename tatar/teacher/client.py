@@ -1,0 +1,313 @@
+"""A generic, resumable chat-completions runner over ``openai.AsyncOpenAI``.
+
+It knows nothing about rationales: the teacher stage and the LLM judge both hand it *jobs* (an id, a cache key,
+a messages builder, sampling) and a *check* that accepts or rejects a reply with a reason. The runner
+
+- answers a job from the record-level cache when an accepted reply is stored under its key (jobs sharing a
+  key are asked once);
+- otherwise asks the endpoint with bounded concurrency (a pool of ``concurrency`` workers). The openai client
+  retries 429, 5xx, timeouts and dropped connections itself with exponential backoff and jitter
+  (``max_retries``; it honours ``Retry-After``);
+- re-asks a rejected reply up to ``max_reasks`` times, telling the model why, then records a failure;
+- caches each accepted reply the moment it arrives, so a killed run loses at most the calls in flight.
+
+Any OpenAI-compatible server works (vLLM, ``transformers serve``, hosted APIs); ``base_url: local`` starts the
+project's reference teacher on a free loopback port for the duration of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from urllib.parse import urlparse
+
+import openai
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
+
+from tatar.teacher.cache import ReplyCache
+
+LOCAL = "local"
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+DUMMY_KEY = "tatar-no-key"  # local servers ignore the key, but the openai client insists on one
+REASK = "Your reply was rejected: {reason}. Reply again from scratch, following the required format exactly."
+
+
+class EndpointError(RuntimeError):
+    """The endpoint is misconfigured (no key, wrong model, refused credentials): retrying cannot help."""
+
+
+# ------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to call a chat model; built from any config section with these fields
+    (``TeacherConfig``, ``JudgeConfig``) by :meth:`of`."""
+
+    base_url: str
+    model: str
+    api_key_env: str
+    concurrency: int
+    timeout_s: float
+    max_retries: int
+    max_reasks: int
+    cache_dir: str | None
+
+    @classmethod
+    def of(cls, config) -> Endpoint:
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+    @property
+    def is_local(self) -> bool:
+        return self.base_url == LOCAL or urlparse(self.base_url).hostname in LOOPBACK_HOSTS
+
+    def api_key(self) -> str:
+        """The key from the environment variable named by ``api_key_env``; never stored anywhere."""
+        key = os.environ.get(self.api_key_env)
+        if key:
+            return key
+        if self.is_local:
+            return DUMMY_KEY
+        raise EndpointError(f"environment variable {self.api_key_env} is not set: it must hold the API key for "
+                            f"{self.base_url} (any value for a server without authentication)")
+
+
+@contextmanager
+def serving(endpoint: Endpoint) -> Iterator[str]:
+    """The base URL to call: the endpoint's own, or a reference teacher started for the block when ``local``."""
+    if endpoint.base_url != LOCAL:
+        yield endpoint.base_url
+        return
+    from tatar.teacher.server import running_server
+
+    with running_server() as base_url:
+        yield base_url
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    max_tokens: int
+
+    @classmethod
+    def of(cls, config) -> Sampling:
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+
+# -------------------------------------------------------------------------------------- jobs, results
+@dataclass(frozen=True)
+class Job:
+    """One question. ``key`` must hash everything that determines the answer (see ``cache.cache_key``);
+    ``messages`` is called only when the endpoint is really asked, so images are read lazily."""
+
+    id: str
+    key: str
+    messages: Callable[[], list[dict]]
+    sampling: Sampling
+
+
+# check(job, reply text) -> (accepted, reason when rejected)
+Check = Callable[[Job, str], tuple[bool, str]]
+
+
+@dataclass
+class Reply:
+    id: str
+    key: str
+    text: str
+    model: str
+    cached: bool
+    attempts: int  # chat calls made for this job in this run (0 when cached)
+
+
+@dataclass
+class Failure:
+    id: str
+    reason: str  # "<kind>: <detail>", kind in malformed, timeout, rate_limited, server_error, connection, bad_request
+    attempts: int
+
+
+@dataclass
+class RunStats:
+    jobs: int = 0
+    unique_keys: int = 0
+    cached: int = 0
+    answered: int = 0  # jobs answered by the endpoint in this run
+    failed: int = 0
+    calls: int = 0  # chat completions requested (re-asks included, transport retries not)
+    http_retries: int = 0  # transport retries made by the openai client (429, 5xx, timeouts)
+    reasks: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def calls_per_s(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "seconds": round(self.seconds, 3), "calls_per_s": round(self.calls_per_s, 2)}
+
+
+@dataclass
+class ChatRun:
+    replies: list[Reply]
+    failures: list[Failure]
+    stats: RunStats
+
+
+# ------------------------------------------------------------------------------------------- runner
+def run_chat(endpoint: Endpoint, jobs: Sequence[Job], check: Check, *, label: str = "chat",
+             progress: bool = True) -> ChatRun:
+    """Synchronous entry point for stages: serves ``local`` if needed and runs every job to an outcome."""
+    with serving(endpoint) as base_url:
+        return asyncio.run(run_chat_async(endpoint, jobs, check, base_url=base_url, label=label, progress=progress))
+
+
+async def run_chat_async(endpoint: Endpoint, jobs: Sequence[Job], check: Check, *, base_url: str,
+                         label: str = "chat", progress: bool = True,
+                         client: openai.AsyncOpenAI | None = None) -> ChatRun:
+    """Every job ends in exactly one of ``replies`` or ``failures`` (in the order of ``jobs``)."""
+    runner = _Runner(endpoint, check, client or make_client(endpoint, base_url))
+    try:
+        return await runner.run(jobs, label=label, progress=progress)
+    finally:
+        if client is None:
+            await runner.client.close()
+
+
+def make_client(endpoint: Endpoint, base_url: str, **kwargs) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base_url, api_key=endpoint.api_key(), timeout=endpoint.timeout_s,
+                              max_retries=endpoint.max_retries, **kwargs)
+
+
+def _error_kind(exc: openai.OpenAIError) -> str:
+    if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError, its base class
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, openai.InternalServerError):
+        return "server_error"
+    return "bad_request"
+
+
+class _Runner:
+    def __init__(self, endpoint: Endpoint, check: Check, client: openai.AsyncOpenAI):
+        self.endpoint, self.check, self.client = endpoint, check, client
+        self.cache = ReplyCache(endpoint.cache_dir)
+        self.stats = RunStats()
+
+    async def run(self, jobs: Sequence[Job], *, label: str, progress: bool) -> ChatRun:
+        start = time.perf_counter()
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.key, []).append(job)
+        self.stats.jobs, self.stats.unique_keys = len(jobs), len(groups)
+        outcomes: dict[str, Reply | Failure] = {}  # by key
+
+        todo: asyncio.Queue[Job] = asyncio.Queue()
+        for key, group in groups.items():
+            hit = self._cached(group[0])
+            if hit is None:
+                todo.put_nowait(group[0])
+            else:
+                outcomes[key] = hit
+
+        with _progress(progress) as bar:
+            task = bar.add_task(label, total=len(jobs), completed=sum(len(groups[k]) for k in outcomes))
+
+            async def worker() -> None:
+                while not todo.empty():
+                    job = todo.get_nowait()
+                    outcomes[job.key] = await self._ask(job)
+                    bar.advance(task, len(groups[job.key]))
+
+            workers = [asyncio.create_task(worker()) for _ in range(max(1, min(self.endpoint.concurrency, todo.qsize())))]
+            try:
+                await asyncio.gather(*workers)
+            finally:  # a fatal error in one worker stops the others; finished replies are already cached
+                for w in workers:
+                    w.cancel()
+
+        replies, failures = [], []
+        for job in jobs:
+            outcome = outcomes[job.key]
+            if isinstance(outcome, Reply):
+                replies.append(Reply(job.id, job.key, outcome.text, outcome.model, outcome.cached, outcome.attempts))
+            else:
+                failures.append(Failure(job.id, outcome.reason, outcome.attempts))
+        self.stats.cached = sum(r.cached for r in replies)
+        self.stats.answered = len(replies) - self.stats.cached
+        self.stats.failed = len(failures)
+        self.stats.failures_by_kind = dict(Counter(f.reason.split(":")[0] for f in failures))
+        self.stats.seconds = time.perf_counter() - start
+        return ChatRun(replies, failures, self.stats)
+
+    def _cached(self, job: Job) -> Reply | None:
+        entry = self.cache.get(job.key)
+        if entry is None or not self.check(job, entry["text"])[0]:  # a stricter check invalidates old replies
+            return None
+        return Reply(job.id, job.key, entry["text"], entry.get("model", ""), cached=True, attempts=0)
+
+    async def _ask(self, job: Job) -> Reply | Failure:
+        messages = job.messages()
+        attempts = 0
+        reason = ""
+        for _ in range(self.endpoint.max_reasks + 1):
+            attempts += 1
+            try:
+                text, model = await self._complete(messages, job.sampling)
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+                raise EndpointError(f"{self.endpoint.base_url} refused {self.endpoint.model!r} "
+                                    f"(HTTP {exc.status_code}): {exc.message}") from None
+            except openai.APIError as exc:
+                if isinstance(exc, (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)):
+                    self.stats.http_retries += self.endpoint.max_retries  # the client gave up after all of them
+                return Failure(job.id, f"{_error_kind(exc)}: {type(exc).__name__}: {exc}", attempts)
+            ok, reason = self.check(job, text)
+            if ok:
+                self.cache.put(job.key, {"id": job.id, "model": model, "text": text})
+                return Reply(job.id, job.key, text, model, cached=False, attempts=attempts)
+            if attempts <= self.endpoint.max_reasks:
+                self.stats.reasks += 1
+                messages = [*messages, {"role": "assistant", "content": text},
+                            {"role": "user", "content": REASK.format(reason=reason)}]
+        return Failure(job.id, f"malformed: {reason} (after {attempts} attempts)", attempts)
+
+    async def _complete(self, messages: list[dict], sampling: Sampling) -> tuple[str, str]:
+        self.stats.calls += 1
+        raw = await self.client.chat.completions.with_raw_response.create(
+            model=self.endpoint.model, messages=messages, temperature=sampling.temperature,
+            top_p=sampling.top_p, max_tokens=sampling.max_tokens)
+        self.stats.http_retries += raw.retries_taken
+        completion = raw.parse()
+        if completion.usage is not None:
+            self.stats.prompt_tokens += completion.usage.prompt_tokens or 0
+            self.stats.completion_tokens += completion.usage.completion_tokens or 0
+        text = completion.choices[0].message.content if completion.choices else None
+        return text or "", completion.model or self.endpoint.model
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed or 0:.1f}/s", style="cyan")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    """Rich progress bar with rate and ETA on stderr (disabled: same API, nothing drawn)."""
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                   console=Console(stderr=True), disable=not enabled)
+    with bar:
+        yield bar

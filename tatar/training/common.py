@@ -1,0 +1,107 @@
+"""What SFT and GRPO share: hardware switches, the LoRA config, the resumable work folder and saving a checkpoint
+(weights + processor + model card; the caller writes ``lineage.json`` last)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+from tatar.config import LoraConfig
+
+RUNS_DIR = Path(".tatar/runs")
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+# ------------------------------------------------------------------------------------------ hardware
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def use_bf16(setting: str | bool) -> bool:
+    """``auto``: bf16 where the GPU supports it; never on CPU, where it is slow and lossy."""
+    if setting == "auto":
+        import torch
+
+        return cuda_available() and torch.cuda.is_bf16_supported()
+    return setting in (True, "true")
+
+
+def use_gradient_checkpointing(setting: str | bool) -> bool:
+    """``auto``: on a GPU (memory is the limit there); off on CPU, where it only costs time."""
+    if setting == "auto":
+        return cuda_available()
+    return setting in (True, "true")
+
+
+def peft_lora_config(cfg: LoraConfig):
+    """A ``peft.LoraConfig`` when LoRA is enabled, else None (full fine-tune)."""
+    if not cfg.enabled:
+        return None
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                          target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+
+
+# ---------------------------------------------------------------------------------------- work dir
+def run_dir(stage: str, key: dict) -> Path:
+    """Trainer checkpoints live here, outside DVC's outputs (DVC deletes those before a re-run).
+
+    The folder is named by a hash of everything that defines the run (params, input hashes), so an interrupted
+    run resumes while a changed one starts fresh."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return RUNS_DIR / stage / digest
+
+
+def last_checkpoint(folder: str | Path) -> str | None:
+    """The newest complete ``checkpoint-N`` (one with ``trainer_state.json``; a save killed midway is skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.iterdir()
+            if _CHECKPOINT_RE.match(p.name) and (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(_CHECKPOINT_RE.match(p.name).group(1)))) if done else None
+
+
+# ------------------------------------------------------------------------------------------ saving
+def save_checkpoint(trainer, processor, out_dir: str | Path, lora: LoraConfig, base_location: str) -> str:
+    """Save the trained model as a Hugging Face checkpoint and return its kind ("full", "merged LoRA" or
+    "LoRA adapter"). Works under DeepSpeed ZeRO-3 too: the trainer gathers the sharded weights."""
+    out_dir = Path(out_dir)
+    if not lora.enabled or not lora.merge:
+        trainer.save_model(str(out_dir))  # full weights, or the adapter alone (its config names the base)
+    else:
+        # Merge on the main process from the saved adapter: correct however the weights were sharded in training.
+        adapter_dir = out_dir.with_name(out_dir.name + ".adapter")
+        trainer.save_model(str(adapter_dir))
+        if trainer.accelerator.is_main_process:
+            merge_adapter(base_location, adapter_dir, out_dir)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(out_dir)
+    if not lora.enabled:
+        return "full"
+    return "merged LoRA" if lora.merge else "LoRA adapter"
+
+
+def merge_adapter(base_location: str, adapter_dir: Path, out_dir: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(base_location, dtype="auto")
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(out_dir)
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+
+
+def write_model_card(out_dir: str | Path, title: str, facts: dict[str, object], sections: dict[str, str]) -> None:
+    """A short README.md: a facts table, then free-text sections (how to load, checks)."""
+    lines = [f"# {title}", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in facts.items()], ""]
+    for heading, body in sections.items():
+        lines += [f"## {heading}", "", body.strip(), ""]
+    (Path(out_dir) / "README.md").write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,116 @@
+"""The evaluate stage end to end: a tiny model on small test manifests, a scripted model for exact metrics,
+and missing benchmarks failing loudly or being skipped on request."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tatar.scorer
+from tatar.config import EvalConfig, Params
+from tatar.evaluation import run
+from tatar.hashing import sha256_file
+from tatar.records import ManifestRecord, read_jsonl, write_jsonl
+
+FAIL_LEVEL = 7  # the scripted model answers this grey level with an unparseable answer
+
+
+def write_benchmark(root, name, task, gts, missing=()):
+    """Grey images whose level encodes the ground truth, and their manifest under data/manifests/test/."""
+    records = []
+    for i, gt in enumerate(gts):
+        path = root / "data" / "images" / name / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((32, 32, 3), round(gt * 2.55), dtype=np.uint8)).save(path)
+        records.append(ManifestRecord(id=f"{name}/{i}.png", image=f"{i}.png", root=str(path.parent), task=task,
+                                      dataset=name, split="test", score=gt, score_100=gt, sha256=sha256_file(path)))
+        if i in missing:
+            path.unlink()
+    write_jsonl(root / "data" / "manifests" / "test" / f"{name}.jsonl", records)
+
+
+def scripted_generate(model, processor, images, task, batch_size=8, max_new_tokens=256, progress=False):
+    """A perfect scorer that reads the grey level back; IQA thinks in 3 words, IAA in 12."""
+    out = []
+    for im in images:
+        level = int(np.asarray(im)[0, 0, 0])
+        think = "<think>" + " ".join(["word"] * (3 if task == "iqa" else 12)) + "</think>\n"
+        out.append(think + ("<answer>about 70</answer>" if level == FAIL_LEVEL else f"<answer>{level / 2.55:.2f}</answer>"))
+    return out
+
+
+def params(checkpoint, **kw):
+    return Params(eval=EvalConfig(checkpoint=str(checkpoint), batch_size=4, max_new_tokens=8, **kw))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TATAR_EVAL_CHECKPOINT", raising=False)
+    return tmp_path
+
+
+def test_stage_on_tiny_model_writes_every_output(project, tiny_model_dir):
+    write_benchmark(project, "synthetic_iqa", "iqa", [10, 30, 50, 70, 90])
+    write_benchmark(project, "synthetic_iaa", "iaa", [20, 40, 60, 80])
+    run(params(tiny_model_dir))
+
+    out = project / "data" / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["checkpoint"] == str(tiny_model_dir)
+    assert set(metrics["benchmarks"]) == {"synthetic_iqa", "synthetic_iaa"} and set(metrics["tasks"]) == {"iqa", "iaa"}
+    for name, n in (("synthetic_iqa", 5), ("synthetic_iaa", 4)):
+        preds = list(read_jsonl(out / "predictions" / f"{name}.jsonl"))
+        assert len(preds) == n and all(p["raw"] for p in preds)  # a random model's text, kept verbatim
+        m = metrics["benchmarks"][name]
+        assert m["n"] == n and m["parse_failures"] == sum(p["pred"] is None for p in preds)
+        assert m["images_per_s"] > 0 and {"srcc", "plcc", "plcc_logistic", "krcc", "mean_think_words"} <= set(m)
+    assert {p.name for p in (out / "plots").iterdir()} == {
+        "scatter_synthetic_iqa.png", "scatter_synthetic_iaa.png", "think_words_iqa.png", "think_words_iaa.png"}
+    assert (out / "scatter.csv").exists() and (out / "think_words.csv").exists()
+    assert "| synthetic_iqa | IQA | 5 |" in (out / "report.md").read_text()
+
+
+def test_stage_metrics_are_exact_and_failures_kept(project, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(tatar.scorer, "generate", scripted_generate)
+    monkeypatch.setenv("TATAR_EVAL_CHECKPOINT", str(tiny_model_dir))  # overrides eval.checkpoint
+    gts = [FAIL_LEVEL / 2.55, 12.0, 25.0, 25.0, 40.0, 55.0, 61.0, 80.0, 95.0]  # first one fails to parse
+    write_benchmark(project, "synthetic_iqa", "iqa", gts)
+    write_benchmark(project, "synthetic_iaa", "iaa", [15.0, 35.0, 75.0, 90.0])
+    run(params("data/models/does-not-exist"))
+
+    metrics = json.loads((project / "data/eval/metrics.json").read_text())
+    iqa = metrics["benchmarks"]["synthetic_iqa"]
+    assert (iqa["n"], iqa["parse_failures"]) == (9, 1) and iqa["parse_failure_rate"] == pytest.approx(1 / 9)
+    assert iqa["srcc"] == pytest.approx(1.0) and iqa["krcc"] == pytest.approx(1.0)
+    assert iqa["plcc"] == pytest.approx(1.0, abs=1e-3)
+    assert metrics["tasks"]["iqa"]["mean_think_words"] == 3 and metrics["tasks"]["iaa"]["mean_think_words"] == 12
+    failed = next(read_jsonl(project / "data/eval/predictions/synthetic_iqa.jsonl"))
+    assert failed["pred"] is None and failed["raw"].endswith("<answer>about 70</answer>")
+
+
+def test_missing_benchmarks_fail_with_the_list(project, tiny_model_dir):
+    write_benchmark(project, "synthetic_iqa", "iqa", [10, 50, 90], missing=(1, 2))
+    with pytest.raises(SystemExit) as exc:
+        run(params(tiny_model_dir, benchmarks=["synthetic_iqa", "koniq"]))
+    message = str(exc.value)
+    assert "synthetic_iqa: 2 of 3 images not found" in message and "synthetic_iqa/1.png" in message
+    assert "KonIQ-10K.jsonl not found" in message  # an alias resolves to the registry name
+    assert "skip_missing" in message
+    assert not (project / "data/eval/metrics.json").exists()
+
+
+def test_skip_missing_skips_and_records(project, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(tatar.scorer, "generate", scripted_generate)
+    write_benchmark(project, "synthetic_iqa", "iqa", [10, 50, 90])
+    write_benchmark(project, "synthetic_iaa", "iaa", [10, 50, 90], missing=(0,))
+    run(params(tiny_model_dir, benchmarks=["synthetic_iqa", "synthetic_iaa"], skip_missing=True))
+
+    metrics = json.loads((project / "data/eval/metrics.json").read_text())
+    assert set(metrics["benchmarks"]) == {"synthetic_iqa"}
+    assert "synthetic_iaa/0.png not found" in metrics["skipped"]["synthetic_iaa"]
+    assert "synthetic_iaa" in (project / "data/eval/report.md").read_text().split("Skipped")[1]
+
+    with pytest.raises(SystemExit, match="every benchmark was skipped"):
+        run(params(tiny_model_dir, benchmarks=["synthetic_iaa"], skip_missing=True))

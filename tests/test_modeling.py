@@ -1,0 +1,96 @@
+"""The tiny Qwen2.5-VL builder, model loading (local, reference, missing hub id) and batched greedy generation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tatar.config import ModelConfig, TinyModelConfig
+from tatar.hashing import file_hashes
+from tatar.inference import generate
+from tatar.modeling import (CONTRACT_TOKENS, SPECIAL_TOKENS, ModelLoadError, build_tiny_model,
+                            load_model_and_processor, write_reference)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load_model_and_processor(tiny_model_dir)
+
+
+def _images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (80 + 8 * i, 96, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def test_loads_back_as_auto_classes(tiny):
+    model, processor = tiny
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(processor).__name__ == "Qwen2_5_VLProcessor"
+    assert model.config.text_config.vocab_size == TinyModelConfig().vocab_size
+    assert model.num_parameters() < 2_000_000
+
+
+def test_contract_tags_are_ordinary_tokens(tiny):
+    """Special tokens vanish from TRL's decoded completions; the contract tags must survive decoding."""
+    tokenizer = tiny[1].tokenizer
+    text = "<think>The image is sharp.</think>\n<answer>42.50</answer>"
+    ids = tokenizer(text).input_ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    for tag in CONTRACT_TOKENS:
+        assert tag not in tokenizer.all_special_tokens
+        assert len(tokenizer(tag).input_ids) == 1
+    assert set(SPECIAL_TOKENS) <= set(tokenizer.get_vocab())
+    assert tokenizer.eos_token == "<|im_end|>"
+
+
+def test_chat_template_gets_trl_training_template(tiny):
+    """The template is Qwen2.5-VL's own, so TRL swaps in its assistant-masking variant as for the real model."""
+    from trl.chat_template_utils import get_training_chat_template, qwen2_5_vl_training_chat_template
+
+    assert get_training_chat_template(tiny[1]) == qwen2_5_vl_training_chat_template
+
+
+def test_pixel_budget_bounds_image_tokens(tiny):
+    cfg = ModelConfig()
+    processor = tiny[1]
+    big = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=[_images(1)[0].resize((640, 480))])
+    assert int(big["image_grid_thw"].prod()) <= cfg.max_pixels // (14 * 14)
+
+
+def test_generate_batched_equals_one_by_one(tiny):
+    model, processor = tiny
+    images = _images(3)
+    batched = generate(model, processor, images, "iqa", batch_size=3, max_new_tokens=6)
+    single = [generate(model, processor, [im], "iqa", max_new_tokens=6)[0] for im in images]
+    assert len(batched) == 3 and batched == single
+    mixed = generate(model, processor, images, ["iqa", "iaa", "iqa"], batch_size=2, max_new_tokens=6)
+    assert len(mixed) == 3
+    with pytest.raises(ValueError, match="3 images but 2 tasks"):
+        generate(model, processor, images, ["iqa", "iaa"])
+
+
+def test_build_is_deterministic_and_seeded(tiny_model_dir, tmp_path):
+    cfg = ModelConfig()
+    again = build_tiny_model(cfg.tiny, tmp_path / "again", cfg.min_pixels, cfg.max_pixels)
+    assert file_hashes(again) == file_hashes(tiny_model_dir)
+    other = build_tiny_model(cfg.tiny.model_copy(update={"seed": 1}), tmp_path / "other", cfg.min_pixels,
+                             cfg.max_pixels)
+    assert file_hashes(other)["model.safetensors"] != file_hashes(tiny_model_dir)["model.safetensors"]
+
+
+def test_missing_hub_id_offline_is_one_clear_error():
+    with pytest.raises(ModelLoadError, match="no such local folder.*HF_HUB_OFFLINE") as info:
+        load_model_and_processor("nobody-here/no-such-model-xyz")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_reference_to_local_model_loads_through_base_dir(tiny_model_dir, tmp_path):
+    ref = write_reference(str(tiny_model_dir), tmp_path / "base")
+    assert ref["kind"] == "local folder" and len(ref["sha256"]) == 64
+    assert json.loads((tmp_path / "base" / "base.json").read_text())["resolved"] == str(tiny_model_dir.resolve())
+    model, _ = load_model_and_processor(tmp_path / "base", dtype="float32")
+    assert model.dtype == torch.float32
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        write_reference(str(tmp_path), tmp_path / "base2")

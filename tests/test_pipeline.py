@@ -1,0 +1,71 @@
+"""The Prefect flow over a DVC DAG, on a toy two-stage project (fast; the real DAG is tested end to end)."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows import pipeline as pl
+
+DVC_YAML = """
+stages:
+  second:
+    cmd: python -c "import pathlib; pathlib.Path('b.txt').write_text(pathlib.Path('a.txt').read_text() + 'b')"
+    deps: [a.txt]
+    outs: [b.txt]
+  first:
+    cmd: python -c "import yaml, pathlib; pathlib.Path('a.txt').write_text(str(yaml.safe_load(open('params.yaml'))['first']['x']))"
+    params: [first]
+    outs: [a.txt]
+"""
+
+
+@pytest.fixture
+def toy_project(tmp_path, monkeypatch):
+    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
+    (tmp_path / "params.yaml").write_text("first: {x: 1}\n")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True, env=env)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    return tmp_path
+
+
+def test_stage_order_follows_the_dag_not_the_file(toy_project):
+    assert pl.stage_order(toy_project) == ["first", "second"]
+
+
+@pytest.mark.slow
+def test_run_twice_skips_then_reruns_only_affected(toy_project, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    pl.prepare_environment(toy_project)
+    with pl.prefect_api():
+        first = pl.pipeline(root=str(toy_project))
+        second = pl.pipeline(root=str(toy_project))
+        (toy_project / "params.yaml").write_text("first: {x: 2}\n")
+        third = pl.pipeline(root=str(toy_project))
+        artifacts = asyncio.run(_read_artifact("tatar-run-table"))
+    assert [r.status for r in first] == ["ran", "ran"]
+    assert [r.status for r in second] == ["skipped", "skipped"]
+    assert [r.status for r in third] == ["ran", "ran"]
+    assert (toy_project / "b.txt").read_text() == "2b"
+    assert first[1].outputs.startswith("b.txt:")
+    assert artifacts and "skipped" in str(artifacts)
+
+
+async def _read_artifact(key):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return [a.data for a in arts]
+
+
+def test_no_dvc_yaml_is_a_clear_error(tmp_path, capsys):
+    assert pl.run_pipeline_cli(root=tmp_path) == 2
+    assert "no dvc.yaml" in capsys.readouterr().out
