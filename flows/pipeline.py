@@ -10,6 +10,7 @@ each stage's metrics, the lineage of the final checkpoint). ``dvc repro`` runs t
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 # Stages that talk to remote endpoints may hit transient failures worth a retry; training stages resume from
 # their own checkpoints, so one retry there is also cheap. Everything else fails fast.
+LAST_RUN = ".tatar/last_run.json"
 RETRIES = {"rationales": 2, "validate": 1, "sft": 1, "grpo": 1}
 
 
@@ -149,7 +151,8 @@ def prefect_api():
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server = SubprocessASGIServer()
-    server.start()
+    # Explicit: a busy 2-core machine needs more than Prefect's 20 s default to start the server.
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
     try:
         os.environ["PREFECT_API_URL"] = server.api_url  # stage subprocesses share it
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
@@ -157,6 +160,7 @@ def prefect_api():
     finally:
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+        atexit.unregister(server.stop)  # stopped already; at exit its log line would hit closed streams
 
 
 def print_run_table(results: list[StageResult]) -> None:
@@ -183,7 +187,12 @@ def run_pipeline_cli(force: bool = False, until: str | None = None, root: str | 
     if state.is_failed():
         print(f"pipeline failed: {state.message}")
         return 1
-    print_run_table(state.result())
+    results = state.result()
+    print_run_table(results)
+    # The same table as the Prefect artifact, for scripts and tests that do not query the Prefect API.
+    from tatar.records import write_json
+
+    write_json(root / LAST_RUN, [asdict(r) for r in results])
     return 0
 
 

@@ -149,11 +149,13 @@ def score(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint to score with.")] = Path("data/models/grpo"),
     output: Annotated[Optional[Path], typer.Option(help="Write results to .json or .csv.")] = None,
     batch_size: int = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per image.")] = 256,
 ):
     """Score images with a trained checkpoint: a table of score, think words and rationale."""
     from tatar.scorer import score_cli
 
-    raise typer.Exit(score_cli(images, task=task, checkpoint=checkpoint, output=output, batch_size=batch_size))
+    raise typer.Exit(score_cli(images, task=task, checkpoint=checkpoint, output=output, batch_size=batch_size,
+                               max_new_tokens=max_new_tokens))
 
 
 @app.command()

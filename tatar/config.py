@@ -24,15 +24,22 @@ class SyntheticConfig(Section):
     """The embedded default: built offline from scikit-image's photographs (see tatar.data.synthetic)."""
 
     enabled: bool = True
-    image_size: int = 96
-    # Source photographs are split by name so train and test never share a scene.
+    image_size: int = Field(default=96, ge=16)
+    # scikit-image photographs used (tatar.data.sources.PHOTOS); split by name so train and test never share a scene.
+    sources: list[str] = Field(default_factory=lambda: [
+        "astronaut", "hubble_deep_field", "immunohistochemistry", "retina", "motorcycle_left", "motorcycle_right",
+        "chelsea", "rocket", "coffee"])
     test_sources: list[str] = Field(default_factory=lambda: ["chelsea", "rocket", "coffee"])
+    # Distortion names from tatar.data.synthetic_iqa.DISTORTIONS, each rendered at levels 1..iqa_levels.
     iqa_distortions: list[str] = Field(
         default_factory=lambda: ["gaussian_blur", "gaussian_noise", "jpeg", "brighten", "darken", "desaturate"]
     )
-    iqa_levels: int = 5
-    iaa_variants_per_source: int = 12
-    crops_per_source: int = 1
+    iqa_levels: int = Field(default=5, ge=1)
+    # (distortion, level) pairs drawn per reference image (seeded); 0 renders the full grid.
+    iqa_per_source: int = Field(default=16, ge=0)
+    iaa_variants_per_source: int = Field(default=14, ge=1)
+    # Scenes per photograph: crop 0 is the whole frame, others seeded sub-windows.
+    crops_per_source: int = Field(default=1, ge=1)
 
 
 class TrainSetConfig(Section):
@@ -46,6 +53,8 @@ class TrainSetConfig(Section):
     image_column: str = "image"
     score_column: str = "score"
     scale: tuple[float, float] | None = None
+    # Per-row scale instead of ``scale``: names of the columns holding lo and hi (generic format).
+    scale_columns: tuple[str, str] | None = None
     lower_is_better: bool = False
 
 
@@ -162,8 +171,8 @@ class LoraConfig(Section):
 class ThinkDropoutConfig(Section):
     """Asymmetric thought dropout: probability that a target drops its <think> block (answer only)."""
 
-    iqa: float = 0.9
-    iaa: float = 0.0
+    iqa: float = Field(0.9, ge=0, le=1)
+    iaa: float = Field(0.0, ge=0, le=1)
 
 
 class SFTConfig(Section):
@@ -174,17 +183,20 @@ class SFTConfig(Section):
     per_device_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     warmup: float = 0.03
-    p_iqa: float = 0.5
+    # Probability that the next training example is an IQA one (IQA and IAA are interleaved, not blocked).
+    p_iqa: float = Field(0.5, ge=0, le=1)
     think_dropout: ThinkDropoutConfig = ThinkDropoutConfig()
     max_length: int | None = 2048
     lora: LoraConfig = LoraConfig()
-    bf16: Literal["auto", "true", "false"] = "auto"
-    gradient_checkpointing: bool = False
+    bf16: Literal["auto", "true", "false"] = "auto"  # auto: where the GPU supports it
+    gradient_checkpointing: Literal["auto", "true", "false"] = "auto"  # auto: on a GPU, off on CPU
     logging_steps: int = 10
     save_steps: int = 200
+    save_total_limit: int = 2
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
     # Greedy generations on the synthetic test images after training, to print parse rate and think length.
     check_samples: int = 16
+    check_max_new_tokens: int = 512
 
 
 class GaussianRewardConfig(Section):
@@ -225,10 +237,11 @@ class GRPOConfig(Section):
     lora: LoraConfig = LoraConfig()
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"  # server: start `trl vllm-serve --model ...` first
-    bf16: Literal["auto", "true", "false"] = "auto"
-    gradient_checkpointing: bool = False
+    bf16: Literal["auto", "true", "false"] = "auto"  # auto: where the GPU supports it
+    gradient_checkpointing: Literal["auto", "true", "false"] = "auto"  # auto: on a GPU, off on CPU
     logging_steps: int = 1
     save_steps: int = 200
+    save_total_limit: int = 2
     log_completions: bool = False  # print a table of sampled completions and their rewards at each log
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
 

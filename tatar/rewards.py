@@ -173,15 +173,16 @@ def gather_rows(rows: list) -> tuple[list, int]:
     """Every process's rows (in process order) and the index where this process's rows start.
 
     TRL hands each process its slice of the generation batch and a prompt's G completions may straddle
-    processes; the ranking must see the whole batch. Single-process runs return the rows unchanged."""
+    processes; the ranking must see the whole batch. One ``all_gather_object`` on torch.distributed directly
+    (accelerate and DeepSpeed both initialise it): accelerate's ``gather_object`` consults its own state, which can
+    disagree with a process group started by another launcher. Single-process runs return the rows unchanged."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return rows, 0
-    from accelerate.utils import gather_object
-
-    lengths = gather_object([len(rows)])
-    return gather_object(rows), sum(lengths[: dist.get_rank()])
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, rows)
+    return [row for part in parts for row in part], sum(len(part) for part in parts[: dist.get_rank()])
 
 
 def thurstone_rank_reward(

@@ -16,6 +16,7 @@ import csv
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import get_args
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
@@ -26,7 +27,7 @@ from tatar.records import Task
 
 DEFAULT_CHECKPOINT = "data/models/grpo"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-TASKS = ("iqa", "iaa")
+TASKS: tuple[str, ...] = get_args(Task)
 
 
 class ScoreResult(BaseModel):
@@ -193,21 +194,30 @@ def write_results(results: Sequence[ScoreResult], output: Path) -> None:
 
 
 def results_table(results: Sequence[ScoreResult], rationale_chars: int = 160):
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table("file", "score", "think words", "rationale", title=f"{len(results)} images")
+    def short(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= rationale_chars else text[:rationale_chars - 1] + "…"
+
+    table = Table(title=f"{len(results)} images")
+    table.add_column("file", overflow="fold")
+    table.add_column("score", justify="right")
+    table.add_column("think words", justify="right")
+    table.add_column("rationale (raw text on a parse failure)")
     for r in results:
         if r.error:
-            table.add_row(r.image, "[red]unreadable[/red]", "-", f"[red]{r.error}[/red]")
-            continue
-        score = "[yellow]parse failure[/yellow]" if r.score is None else f"{r.score:.2f}"
-        think = r.think if len(r.think) <= rationale_chars else r.think[:rationale_chars - 1] + "…"
-        table.add_row(r.image, score, str(r.think_words), think or ("[dim]" + r.raw[:rationale_chars] + "[/dim]"
-                                                                   if r.score is None else ""))
+            table.add_row(r.image, "[red]unreadable[/red]", "-", f"[red]{escape(r.error)}[/red]")
+        elif r.score is None:
+            table.add_row(r.image, "[yellow]parse failure[/yellow]", str(r.think_words), f"[dim]{escape(short(r.raw))}[/dim]")
+        else:
+            table.add_row(r.image, f"{r.score:.2f}", str(r.think_words), escape(short(r.think)))
     return table
 
 
-def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path | None, batch_size: int) -> int:
+def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path | None, batch_size: int = 8,
+              max_new_tokens: int = 256) -> int:
     """``tatar score``: exit 0 when at least one image was scored (unreadable ones are listed, not fatal),
     1 when none could be, 2 on bad arguments or a checkpoint that cannot be loaded."""
     from rich.console import Console
@@ -227,7 +237,7 @@ def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path 
                   f"{' '.join(sorted(IMAGE_SUFFIXES))})[/red]")
         return 2
     try:
-        scorer = Scorer(checkpoint, batch_size=batch_size)
+        scorer = Scorer(checkpoint, batch_size=batch_size, max_new_tokens=max_new_tokens)
     except ModelLoadError as exc:
         err.print(f"[red]checkpoint: {exc}[/red]")
         return 2
@@ -235,7 +245,7 @@ def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path 
     console.print(results_table(results))
     unreadable = [r for r in results if r.error]
     failures = sum(r.parse_failure for r in results)
-    console.print(f"{len(results) - len(unreadable)} scored, {failures} parse failures, "
+    console.print(f"{len(results) - len(unreadable) - failures} scored, {failures} parse failure(s), "
                   f"{len(unreadable)} unreadable")
     for r in unreadable:
         err.print(f"[red]unreadable:[/red] {r.error}")

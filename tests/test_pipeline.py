@@ -69,3 +69,57 @@ async def _read_artifact(key):
 def test_no_dvc_yaml_is_a_clear_error(tmp_path, capsys):
     assert pl.run_pipeline_cli(root=tmp_path) == 2
     assert "no dvc.yaml" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_served_deployment_reruns_on_data_changed_event(toy_project, monkeypatch):
+    """`tatar serve` against a real local Prefect server; `tatar.data.changed` triggers a pipeline run."""
+    import time
+
+    from tatar.events import emit_data_changed
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    pl.prepare_environment(toy_project)
+    with pl.prefect_api() as url:
+        served = subprocess.Popen([sys.executable, "-m", "tatar.cli", "serve"], cwd=toy_project,
+                                  env={**os.environ, "PREFECT_API_URL": url},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert asyncio.run(_wait(_deployment_id, 120)), "deployment never appeared"
+            assert emit_data_changed("toy", toy_project / "a.txt")
+            state = asyncio.run(_wait(_completed_run_state, 180))
+        finally:
+            served.terminate()
+            out = served.communicate(timeout=30)[0]
+    assert state == "COMPLETED", out[-3000:]
+    assert (toy_project / "b.txt").read_text() == "1b"
+
+
+async def _wait(probe, timeout):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := await probe():
+            return found
+        await asyncio.sleep(1)
+    return None
+
+
+async def _deployment_id():
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        try:
+            return (await client.read_deployment_by_name("tatar-pipeline/tatar-pipeline")).id
+        except Exception:
+            return None
+
+
+async def _completed_run_state():
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs()
+    finals = [r.state.type.value for r in runs if r.deployment_id and r.state and r.state.is_final()]
+    return finals[0] if finals else None

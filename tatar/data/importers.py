@@ -181,14 +181,17 @@ def import_train_set(cfg: TrainSetConfig) -> ImportedRows:
             if not isinstance(row, dict):
                 raise MalformedRow(f"row is a {type(row).__name__}, not an object")
             image = str(_get(row, layout.image_keys, "image"))
-            score = row.get(next((k for k in layout.score_keys if k in row), layout.score_keys[0]))
+            score_key = next((k for k in layout.score_keys if k in row), None)
+            if score_key is None:
+                raise MalformedRow(f"no label field (looked for {', '.join(map(repr, layout.score_keys))})")
+            score = row[score_key]
             out.rows.append(RawRow(
                 dataset=cfg.name, task=layout.task, split="train", image=image, root=cfg.images,
                 score=score, scale=_row_scale(cfg, layout, row), where=where,
                 attributes=parse_attributes(row) if layout.with_attributes else None,
             ))
         except MalformedRow as exc:
-            image = row.get(layout.image_keys[0], "?") if isinstance(row, dict) else "?"
+            image = next((row[k] for k in layout.image_keys if row.get(k)), "?") if isinstance(row, dict) else "?"
             out.quarantined.append(QuarantineRecord(id=f"{cfg.name}/{image}", dataset=cfg.name, split="train",
                                                     reason=MALFORMED_ROW, detail=f"{exc} ({where})"))
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -23,6 +24,7 @@ from scipy import optimize, stats
 from tatar.records import Task
 
 METRIC_KEYS = ("srcc", "plcc", "plcc_logistic", "krcc")
+TASKS: tuple[str, ...] = get_args(Task)  # ("iqa", "iaa"): the order of task rows
 
 
 def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
@@ -163,5 +165,5 @@ class EvalMetrics(BaseModel):
         by_task: dict[str, list[Summary]] = {}
         for summary in benchmarks.values():
             by_task.setdefault(summary.task, []).append(summary)
-        tasks = {task: summarise_task(rows) for task, rows in sorted(by_task.items())}
+        tasks = {task: summarise_task(by_task[task]) for task in TASKS if task in by_task}
         return cls(checkpoint=checkpoint, benchmarks=benchmarks, tasks=tasks, skipped=skipped)

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from tatar.evaluation.metrics import EvalMetrics, Prediction, Summary
+from tatar.evaluation.metrics import TASKS, EvalMetrics, Prediction, Summary
 
 THINK_BIN_WORDS = 10  # width of a think-length histogram bin
 _ALIASES = {"kadid10k": "KADID", "koniq10k": "KonIQ", "artimuse": "ArtiMuse-10K", "flickr": "FLICKR-AES",
@@ -68,13 +68,14 @@ def published_table(metrics: EvalMetrics) -> str:
     columns = published["benchmarks"]
     ours = {published_name(name): s for name, s in metrics.benchmarks.items() if published_name(name)}
 
-    def pair(srcc, plcc) -> str:
-        return "-" if srcc is None and plcc is None else f"{_num(srcc)} / {_num(plcc)}"
+    def published_pair(srcc, plcc) -> str:  # None = not reported
+        return "-" if srcc is None and plcc is None else " / ".join("-" if v is None else f"{v:.3f}" for v in (srcc, plcc))
 
-    rows = [["**this run**"] + [pair(ours[c].srcc, ours[c].plcc) if c in ours else "-" for c in columns]]
+    rows = [["**this run**"] + [f"{_num(ours[c].srcc)} / {_num(ours[c].plcc)}" if c in ours else "-"
+                                for c in columns]]
     for r in published["rows"]:
         srcc, plcc = r.get("srcc", {}), r.get("plcc", {})
-        rows.append([r["system"]] + [pair(srcc.get(c), plcc.get(c)) for c in columns])
+        rows.append([r["system"]] + [published_pair(srcc.get(c), plcc.get(c)) for c in columns])
     return _table(["system", *columns], rows)
 
 
@@ -93,8 +94,8 @@ def markdown_report(metrics: EvalMetrics) -> str:
             f"- `{name}`: {why}" for name, why in metrics.skipped.items()))
     parts += [
         "## Next to published results (SRCC / PLCC)",
-        "Benchmarks without published numbers (such as the embedded synthetic sets) appear only above. "
-        + published["_about"],
+        "Values as reported by each source (`-` = not reported; n/a = undefined in this run). Benchmarks "
+        "without published numbers, such as the embedded synthetic sets, appear only in the table above.",
         published_table(metrics),
         "Sources: " + "; ".join(f"{r['system']}: {r['source']}" for r in published["rows"]) + ".",
     ]
@@ -113,7 +114,7 @@ def _by_task(predictions: Mapping[str, Sequence[Prediction]]) -> dict[str, list[
     for preds in predictions.values():
         for p in preds:
             out.setdefault(p.task, []).append(p)
-    return dict(sorted(out.items()))
+    return {task: out[task] for task in TASKS if task in out}
 
 
 def write_plot_data(predictions: Mapping[str, Sequence[Prediction]], out_dir: Path) -> None:

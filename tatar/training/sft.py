@@ -1,0 +1,264 @@
+"""Stage sft: supervised fine-tuning on the validated corpus with TRL's ``SFTTrainer``.
+
+What makes it TATAR's SFT:
+- asymmetric thought dropout: an IQA target loses its ``<think>`` (answer only) with probability
+  ``sft.think_dropout.iqa`` (high), an IAA target with ``sft.think_dropout.iaa`` (0): IQA learns to answer fast,
+  IAA keeps its deliberation. Drawn per example and per pass over the data, seeded.
+- IQA and IAA interleaved: every example is IQA with probability ``sft.p_iqa``, so batches mix the tasks.
+- loss on the assistant turn only (TRL's assistant masks), so the prompt and the image tokens never count.
+
+Trainer checkpoints go to ``.tatar/runs/sft/<key>`` and an interrupted run resumes from the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tatar.config import Params, SFTConfig
+from tatar.hashing import sha256_file, tree_hash
+from tatar.lineage import write_lineage
+from tatar.modeling import BASE_DIR, ModelLoadError, load_from_config, resolve_model
+from tatar.parsing import format_target, parse_answer, think_words
+from tatar.prompts import conversation
+from tatar.records import ManifestRecord, RationaleRecord, Task, read_records, write_json
+
+CORPUS = Path("data/corpus/corpus.jsonl")
+OUT_DIR = Path("data/models/sft")
+TEST_MANIFESTS = {"iqa": Path("data/manifests/test/synthetic_iqa.jsonl"),
+                  "iaa": Path("data/manifests/test/synthetic_iaa.jsonl")}
+CHECK_FILE = "sft_check.json"
+TASKS: tuple[Task, ...] = ("iqa", "iaa")
+
+
+# ----------------------------------------------------------------------------------------- the data
+@dataclass(frozen=True)
+class Example:
+    record: RationaleRecord
+    target: str
+    think_dropped: bool
+
+
+def sft_target(record: RationaleRecord, drop_think: bool) -> str:
+    return format_target(None, float(record.answer)) if drop_think else record.text
+
+
+def build_examples(records: list[RationaleRecord], cfg: SFTConfig) -> list[Example]:
+    """The training stream: ``epochs x len(records)`` examples, IQA drawn with probability ``p_iqa``, each task's
+    records reshuffled on every pass, thought dropout drawn per example. Same records + seed -> same stream, which
+    is what makes resuming from a checkpoint exact."""
+    rng = random.Random(cfg.seed)
+    pools = {t: [r for r in records if r.task == t] for t in TASKS}
+    present = [t for t in TASKS if pools[t]]
+    if not present:
+        raise ValueError("sft: the corpus holds no records")
+    queues: dict[str, list[RationaleRecord]] = {t: [] for t in present}
+    examples = []
+    for _ in range(max(1, round(cfg.epochs * len(records)))):
+        task = present[0] if len(present) == 1 else ("iqa" if rng.random() < cfg.p_iqa else "iaa")
+        if not queues[task]:
+            queues[task] = rng.sample(pools[task], len(pools[task]))
+        record = queues[task].pop()
+        drop = rng.random() < getattr(cfg.think_dropout, task)
+        examples.append(Example(record, sft_target(record, drop), drop))
+    return examples
+
+
+def load_corpus(path: Path = CORPUS) -> list[RationaleRecord]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no corpus (run stages rationales and validate first)")
+    records = read_records(path, RationaleRecord)
+    for r in records:
+        if not r.path.is_file():
+            raise FileNotFoundError(f"{path}: record {r.id!r}: image {r.path} not found")
+        if parse_answer(f"<answer>{r.answer}</answer>") is None:
+            raise ValueError(f"{path}: record {r.id!r}: answer {r.answer!r} is not a number")
+    return records
+
+
+def to_dataset(examples: list[Example]):
+    """A ``datasets.Dataset`` in TRL's conversational vision form; images decode lazily, batch by batch."""
+    from datasets import Dataset, Image
+
+    rows = [{"messages": conversation(e.record.task, e.target), "image": str(e.record.path),
+             "id": e.record.id, "task": e.record.task} for e in examples]
+    return Dataset.from_list(rows).cast_column("image", Image())
+
+
+def dropout_summary(examples: list[Example]) -> dict[str, dict[str, float]]:
+    out = {}
+    for t in TASKS:
+        ex = [e for e in examples if e.record.task == t]
+        if ex:
+            out[t] = {"examples": len(ex), "think_dropped": round(sum(e.think_dropped for e in ex) / len(ex), 3)}
+    return out
+
+
+# ----------------------------------------------------------------------------------------- training
+def trainer_args(cfg: SFTConfig, work_dir: Path):
+    from trl import SFTConfig as TrlSFTConfig
+
+    from tatar.training.common import cuda_available, use_bf16, use_gradient_checkpointing
+
+    return TrlSFTConfig(
+        output_dir=str(work_dir),
+        num_train_epochs=1,  # the epochs are already laid out in the example stream (build_examples)
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup,  # a fraction < 1 is a share of the total steps (transformers 5)
+        train_sampling_strategy="sequential",  # keep the interleaved order build_examples drew
+        assistant_only_loss=True,
+        max_length=cfg.max_length,
+        bf16=use_bf16(cfg.bf16),
+        gradient_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),
+        use_cpu=not cuda_available(),
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=cfg.report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        disable_tqdm=False,
+    )
+
+
+def run_key(params: Params, corpus: Path, base_dir: Path) -> dict:
+    """What defines a training run: a change here starts a fresh work dir instead of resuming."""
+    ignore = {"logging_steps", "save_steps", "save_total_limit", "report_to", "check_samples",
+              "check_max_new_tokens"}
+    return {"sft": params.sft.model_dump(exclude=ignore), "model": params.model.model_dump(),
+            "corpus": sha256_file(corpus), "base": tree_hash(base_dir)}
+
+
+def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path) -> dict:
+    """Fine-tune the base model on ``examples``, save the checkpoint to ``out_dir``; returns training facts."""
+    import os
+
+    from trl import SFTTrainer
+
+    from tatar.training.common import last_checkpoint, peft_lora_config, save_checkpoint
+
+    cfg = params.sft
+    # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
+    args = trainer_args(cfg, work_dir)
+    if cfg.report_to == "tensorboard":
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(work_dir.parent / "tensorboard" / work_dir.name))
+    model, processor = load_from_config(BASE_DIR, params.model)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(examples), processing_class=processor,
+                         peft_config=peft_lora_config(cfg.lora))
+    resume = last_checkpoint(work_dir)
+    if resume:
+        print(f"sft: resuming from {resume}")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(BASE_DIR))
+    return {"checkpoint": kind, "steps": result.global_step, "train_loss": round(result.training_loss, 4),
+            "seconds": round(time.perf_counter() - start, 1), "resumed_from": resume,
+            "is_main_process": trainer.accelerator.is_main_process}
+
+
+# ------------------------------------------------------------------------------------------- checks
+def contract_check(checkpoint: Path, params: Params) -> dict[str, dict]:
+    """Greedy answers on up to ``check_samples`` synthetic test images per task: parse rate and think length.
+
+    Reloads the saved checkpoint, so the check also proves it loads with the Auto classes."""
+    from tatar.inference import generate
+    from tatar.training.common import cuda_available
+
+    cfg = params.sft
+    manifests = {t: read_records(p, ManifestRecord)[: cfg.check_samples]
+                 for t, p in TEST_MANIFESTS.items() if p.is_file() and cfg.check_samples > 0}
+    if not any(manifests.values()):
+        return {}
+    model, processor = load_from_config(checkpoint, params.model, device="cuda" if cuda_available() else None)
+    report = {}
+    for task, records in manifests.items():
+        if not records:
+            continue
+        texts = generate(model, processor, [r.path for r in records], task, batch_size=8,
+                         max_new_tokens=cfg.check_max_new_tokens)
+        report[task] = {
+            "samples": len(texts),
+            "parse_rate": round(sum(parse_answer(t) is not None for t in texts) / len(texts), 4),
+            "mean_think_words": round(sum(think_words(t) for t in texts) / len(texts), 1),
+            "with_think": round(sum("<think>" in t for t in texts) / len(texts), 4),
+            "example": texts[0],
+        }
+    return report
+
+
+def check_table(report: dict[str, dict]) -> str:
+    if not report:
+        return "No synthetic test manifests were found; no generations were checked."
+    rows = ["| task | samples | parse rate | mean think words | with think |", "|---|---|---|---|---|"]
+    rows += [f"| {t} | {r['samples']} | {r['parse_rate']:.2f} | {r['mean_think_words']:.1f} | {r['with_think']:.2f} |"
+             for t, r in report.items()]
+    return "\n".join(rows)
+
+
+def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report: dict) -> None:
+    from tatar.training.common import write_model_card
+
+    cfg = params.sft
+    load = (f"```python\nfrom transformers import AutoModelForImageTextToText, AutoProcessor\n"
+            f"model = AutoModelForImageTextToText.from_pretrained('{out_dir}')\n"
+            f"processor = AutoProcessor.from_pretrained('{out_dir}')\n```\n"
+            "Prompts: `tatar.prompts.prompt_messages(task)`; greedy; parse with `tatar.parsing.parse_answer`.")
+    if facts["checkpoint"] == "LoRA adapter":
+        load += "\nThis folder holds a LoRA adapter (with `peft` installed transformers loads it onto its base model)."
+    write_model_card(out_dir, "TATAR SFT checkpoint", {
+        "stage": "sft (TRL SFTTrainer, assistant-only loss)",
+        "base model": f"`{params.model.base}`",
+        "weights": facts["checkpoint"],
+        "thought dropout": f"IQA {cfg.think_dropout.iqa}, IAA {cfg.think_dropout.iaa} "
+                           f"(drawn: {json.dumps(summary)})",
+        "task mixing": f"p_iqa = {cfg.p_iqa}",
+        "steps / train loss": f"{facts['steps']} / {facts['train_loss']}",
+        "lineage": "`lineage.json` (corpus and base hashes, params, packages, git commit)",
+    }, {"How to load": load, "Greedy check on synthetic test images": check_table(report)})
+
+
+def run(params: Params) -> None:
+    """Stage sft: corpus + base model -> ``data/models/sft`` (checkpoint, model card, check, lineage last)."""
+    try:
+        _run(params)
+    except ModelLoadError as exc:
+        raise SystemExit(f"sft: {exc}") from None
+
+
+def _run(params: Params) -> None:
+    records = load_corpus()
+    examples = build_examples(records, params.sft)
+    summary = dropout_summary(examples)
+    print(f"sft: {len(records)} corpus records -> {len(examples)} examples; {json.dumps(summary)}")
+    work_dir = run_dir_for(params)
+    shutil.rmtree(OUT_DIR, ignore_errors=True)
+    facts = train(params, examples, work_dir, OUT_DIR)
+    if not facts.pop("is_main_process"):
+        return
+    report = contract_check(OUT_DIR, params)
+    for task, r in report.items():
+        print(f"sft check {task}: parse rate {r['parse_rate']:.2f} on {r['samples']} images, "
+              f"mean think words {r['mean_think_words']:.1f}, with think {r['with_think']:.2f}")
+    write_json(OUT_DIR / CHECK_FILE, {"training": facts, "dropout": summary, "generations": report})
+    model_card(OUT_DIR, params, facts, summary, report)
+    write_lineage(OUT_DIR, "sft", inputs={"corpus": CORPUS, "base_model": BASE_DIR},
+                  params={"model": params.model.model_dump(), "sft": params.sft.model_dump()},
+                  extra={"training": facts})
+    shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing left to resume
+    print(f"sft: saved {facts['checkpoint']} checkpoint to {OUT_DIR} ({facts['steps']} steps, {facts['seconds']} s)")
+
+
+def run_dir_for(params: Params) -> Path:
+    from tatar.training.common import run_dir
+
+    if not BASE_DIR.exists():
+        raise ModelLoadError(f"{BASE_DIR}: no base model (run stage base_model first)")
+    return run_dir("sft", run_key(params, CORPUS, BASE_DIR))
