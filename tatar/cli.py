@@ -150,12 +150,13 @@ def score(
     output: Annotated[Optional[Path], typer.Option(help="Write results to .json or .csv.")] = None,
     batch_size: int = 8,
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget per image.")] = 256,
+    use_vllm: Annotated[bool, typer.Option(help="Generate with vLLM (optional extra, GPUs).")] = False,
 ):
     """Score images with a trained checkpoint: a table of score, think words and rationale."""
     from tatar.scorer import score_cli
 
     raise typer.Exit(score_cli(images, task=task, checkpoint=checkpoint, output=output, batch_size=batch_size,
-                               max_new_tokens=max_new_tokens))
+                               max_new_tokens=max_new_tokens, use_vllm=use_vllm))
 
 
 @app.command()

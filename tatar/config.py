@@ -95,6 +95,10 @@ class TeacherConfig(Section):
     cache_dir: str = ".tatar/cache/teacher"
     iqa: SamplingConfig = SamplingConfig(temperature=0.3, top_p=0.8, max_tokens=140)
     iaa: SamplingConfig = SamplingConfig(temperature=0.2, top_p=0.9, max_tokens=500)
+    # Rationale length in words [min, max] after normalisation; outside it the teacher is re-asked.
+    # IQA is cut to its first two sentences and at most max words (the paper's normaliser) before the check.
+    words_iqa: tuple[int, int] = (20, 50)
+    words_iaa: tuple[int, int] = (80, 450)
 
 
 # ----------------------------------------------------------------------------------------- validate
@@ -248,12 +252,15 @@ class GRPOConfig(Section):
 
 # --------------------------------------------------------------------------------------------- eval
 class EvalConfig(Section):
+    # Checkpoint to score (TATAR_EVAL_CHECKPOINT overrides it for a one-off run).
     checkpoint: str = "data/models/grpo"
     # Test manifests to score: "synthetic_iqa", "synthetic_iaa" or any imported benchmark name.
     benchmarks: list[str] = Field(default_factory=lambda: ["synthetic_iqa", "synthetic_iaa"])
+    # A benchmark whose manifest or images are missing fails the stage, or with this is skipped and recorded.
     skip_missing: bool = False
-    batch_size: int = 8
-    max_new_tokens: int = 256
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(256, ge=1)
+    # Generate with vLLM (optional extra `tatar[vllm]`, GPUs); batch_size is then images per vLLM call.
     use_vllm: bool = False
 
 

@@ -129,14 +129,14 @@ class Scorer:
 
 def _vllm_generator(checkpoint: str, max_new_tokens: int) -> Callable[[list, Task], list[str]]:
     """Greedy generation through vLLM with the same chat-templated prompts as the transformers path."""
+    from tatar.modeling import ModelLoadError, resolve_model
+
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
-        raise RuntimeError("use_vllm is set but vLLM is not installed: pip install 'tatar[vllm]' "
-                           "(GPU machines only), or set eval.use_vllm: false") from None
+        raise ModelLoadError("vLLM was asked for (use_vllm) but is not installed: pip install 'tatar[vllm]' "
+                             "on a GPU machine, or turn use_vllm off") from None
     from transformers import AutoProcessor
-
-    from tatar.modeling import resolve_model
 
     location = resolve_model(checkpoint)
     processor = AutoProcessor.from_pretrained(location)
@@ -217,14 +217,14 @@ def results_table(results: Sequence[ScoreResult], rationale_chars: int = 160):
 
 
 def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path | None, batch_size: int = 8,
-              max_new_tokens: int = 256) -> int:
+              max_new_tokens: int = 256, use_vllm: bool = False) -> int:
     """``tatar score``: exit 0 when at least one image was scored (unreadable ones are listed, not fatal),
     1 when none could be, 2 on bad arguments or a checkpoint that cannot be loaded."""
     from rich.console import Console
 
     from tatar.modeling import ModelLoadError
 
-    console, err = Console(), Console(stderr=True)
+    console, err = Console(), Console(stderr=True, soft_wrap=True)  # errors unwrapped: greppable
     if task not in TASKS:
         err.print(f"[red]--task must be one of {', '.join(TASKS)}, got {task!r}[/red]")
         return 2
@@ -237,7 +237,7 @@ def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path 
                   f"{' '.join(sorted(IMAGE_SUFFIXES))})[/red]")
         return 2
     try:
-        scorer = Scorer(checkpoint, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        scorer = Scorer(checkpoint, batch_size=batch_size, max_new_tokens=max_new_tokens, use_vllm=use_vllm)
     except ModelLoadError as exc:
         err.print(f"[red]checkpoint: {exc}[/red]")
         return 2

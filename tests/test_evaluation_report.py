@@ -94,3 +94,4 @@ def test_report_plots_and_dvc_plot_data(tmp_path):
     counts = {(r["task"], int(r["think_words"])): int(r["count"]) for r in bins}
     assert counts[("iqa", 10)] == 20 and counts[("iaa", 90)] == 20 and counts[("iaa", 0)] == 1
     assert sum(c for (task, _), c in counts.items() if task == "iaa") == 21
+    assert [r["bin"] for r in bins if r["task"] == "iqa"] == ["iqa 010-019"]  # from the shortest bin, padded

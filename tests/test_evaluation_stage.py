@@ -1,7 +1,9 @@
 """The evaluate stage end to end: a tiny model on small test manifests, a scripted model for exact metrics,
 and missing benchmarks failing loudly or being skipped on request."""
 
+import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -46,21 +48,24 @@ def params(checkpoint, **kw):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
+    (tmp_path / "data" / "manifests" / "test").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TATAR_EVAL_CHECKPOINT", raising=False)
     return tmp_path
 
 
-def test_stage_on_tiny_model_writes_every_output(project, tiny_model_dir):
-    write_benchmark(project, "synthetic_iqa", "iqa", [10, 30, 50, 70, 90])
-    write_benchmark(project, "synthetic_iaa", "iaa", [20, 40, 60, 80])
+@pytest.mark.slow
+def test_stage_on_the_embedded_default_with_a_tiny_model(project, tiny_model_dir, synthetic_data):
+    """The synthetic test manifests built by the real prepare stage, the default eval.benchmarks."""
+    for name, manifest in synthetic_data.test.items():
+        shutil.copy(manifest, project / "data" / "manifests" / "test" / f"{name}.jsonl")
     run(params(tiny_model_dir))
 
     out = project / "data" / "eval"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["checkpoint"] == str(tiny_model_dir)
     assert set(metrics["benchmarks"]) == {"synthetic_iqa", "synthetic_iaa"} and set(metrics["tasks"]) == {"iqa", "iaa"}
-    for name, n in (("synthetic_iqa", 5), ("synthetic_iaa", 4)):
+    for name, n in (("synthetic_iqa", 6), ("synthetic_iaa", 6)):
         preds = list(read_jsonl(out / "predictions" / f"{name}.jsonl"))
         assert len(preds) == n and all(p["raw"] for p in preds)  # a random model's text, kept verbatim
         m = metrics["benchmarks"][name]
@@ -69,7 +74,7 @@ def test_stage_on_tiny_model_writes_every_output(project, tiny_model_dir):
     assert {p.name for p in (out / "plots").iterdir()} == {
         "scatter_synthetic_iqa.png", "scatter_synthetic_iaa.png", "think_words_iqa.png", "think_words_iaa.png"}
     assert (out / "scatter.csv").exists() and (out / "think_words.csv").exists()
-    assert "| synthetic_iqa | IQA | 5 |" in (out / "report.md").read_text()
+    assert "| synthetic_iqa | IQA | 6 |" in (out / "report.md").read_text()
 
 
 def test_stage_metrics_are_exact_and_failures_kept(project, tiny_model_dir, monkeypatch):
@@ -114,3 +119,10 @@ def test_skip_missing_skips_and_records(project, tiny_model_dir, monkeypatch):
 
     with pytest.raises(SystemExit, match="every benchmark was skipped"):
         run(params(tiny_model_dir, benchmarks=["synthetic_iaa"], skip_missing=True))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_use_vllm_without_vllm_is_a_clear_error(project):
+    write_benchmark(project, "synthetic_iqa", "iqa", [10, 50])
+    with pytest.raises(SystemExit, match=r"not installed: pip install 'tatar\[vllm\]'"):
+        run(params("data/models/grpo", benchmarks=["synthetic_iqa"], use_vllm=True))

@@ -214,10 +214,10 @@ def benchmark_rows(bench: Benchmark, root: str) -> list[RawRow]:
             for i, item in enumerate(reference_manifest(bench.name))]
 
 
-def imported_benchmark_rows(name: str) -> list[RawRow]:
+def imported_benchmark_rows(name: str, project: Path = Path(".")) -> list[RawRow]:
     """Rows of an imported benchmark manifest (re-checked by prepare: images may have moved since import)."""
     bench = get_benchmark(name)
-    path = bench.imported_manifest
+    path = project / bench.imported_manifest
     if not path.exists():
         raise FileNotFoundError(f"data.benchmarks lists {bench.name} but {path} does not exist: "
                                 f"run `tatar data import {bench.name} --images DIR` first")
@@ -251,7 +251,7 @@ def import_benchmark_cli(name: str, images_dir: Path, out: Path | None = None, a
     bad arguments."""
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # no hard wraps: messages stay greppable
     try:
         bench = get_benchmark(name)
     except KeyError as exc:

@@ -43,7 +43,7 @@ CASTS = {"warm": (0.07, 0.02, -0.07), "cool": (-0.06, 0.0, 0.08), "green": (-0.0
 # ------------------------------------------------------------------------------------------- plans
 @dataclass(frozen=True)
 class Plan:
-    framing: str  # thirds | centre | edge
+    framing: str  # aimed placement: thirds | centre | edge (the texts describe the measured one)
     target: tuple[float, float]  # where the scene's subject point should land in the frame (0-1)
     crop: float  # frame side as a fraction of the scene's short side
     tilt: float = 0.0  # degrees

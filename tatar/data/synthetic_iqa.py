@@ -6,7 +6,8 @@ Each distorted image's MOS (0-100) is a full-reference measure against its prist
 
 SSIM (RGB, scikit-image) scores structural damage (blur, noise, blocking, pixelation); dE, the mean CIE76
 colour difference in CIELAB, scores tone and colour shifts that SSIM barely sees (desaturation, exposure).
-Level 1 is mild, level L severe; the MOS falls monotonically with the level for every distortion.
+Level 1 is mild, level L severe; the MOS falls with the level for every distortion on every photograph (checked
+for all nine photographs at 64 and 96 px), except that pixelation's block aliasing can invert one step.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+from scipy import ndimage
 from skimage.color import deltaE_cie76, rgb2lab
 from skimage.metrics import structural_similarity
 
@@ -49,12 +51,12 @@ def gaussian_blur(image, t, rng):
 
 
 def motion_blur(image, t, rng):
-    length = max(2, int(round(1 + 8 * t * image.shape[0] / 96)))
-    kernel = np.zeros((length, length))
-    kernel[length // 2, :] = 1.0 / length  # horizontal camera shake
-    from scipy.ndimage import convolve
-
-    return np.stack([convolve(image[..., c], kernel, mode="reflect") for c in range(3)], axis=-1)
+    # Horizontal camera shake: a centred line kernel of half-length ``half`` px, fractional at its ends so the
+    # blur grows smoothly with t at any image size (no shift, no ties between levels).
+    half = 4.0 * t * image.shape[0] / 96
+    x = np.arange(-np.ceil(half), np.ceil(half) + 1)
+    kernel = np.clip(half + 0.5 - np.abs(x), 0.0, 1.0)
+    return ndimage.convolve1d(image, kernel / kernel.sum(), axis=1, mode="reflect")
 
 
 def gaussian_noise(image, t, rng):

@@ -106,7 +106,7 @@ def markdown_report(metrics: EvalMetrics) -> str:
 def _think_bins(predictions: Sequence[Prediction]) -> dict[int, int]:
     """{bin start (words): count} with empty bins kept, so histograms have no gaps."""
     starts = [p.think_words // THINK_BIN_WORDS * THINK_BIN_WORDS for p in predictions]
-    return {b: starts.count(b) for b in range(0, max(starts) + 1, THINK_BIN_WORDS)}
+    return {b: starts.count(b) for b in range(min(starts), max(starts) + 1, THINK_BIN_WORDS)}
 
 
 def _by_task(predictions: Mapping[str, Sequence[Prediction]]) -> dict[str, list[Prediction]]:
@@ -119,7 +119,8 @@ def _by_task(predictions: Mapping[str, Sequence[Prediction]]) -> dict[str, list[
 
 def write_plot_data(predictions: Mapping[str, Sequence[Prediction]], out_dir: Path) -> None:
     """DVC plot data: ``scatter.csv`` (parsed predictions against ground truth) and ``think_words.csv``
-    (one row per histogram bin, labelled ``"<task> <lo>-<hi>"`` for DVC's horizontal bar template)."""
+    (one row per histogram bin, labelled ``"<task> <lo>-<hi>"`` with zero-padded numbers, because DVC's
+    horizontal bar template orders its bars alphabetically)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "scatter.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -131,7 +132,7 @@ def write_plot_data(predictions: Mapping[str, Sequence[Prediction]], out_dir: Pa
         writer.writerow(["bin", "task", "think_words", "count"])
         for task, preds in _by_task(predictions).items():
             for start, count in _think_bins(preds).items():
-                writer.writerow([f"{task} {start}-{start + THINK_BIN_WORDS - 1}", task, start, count])
+                writer.writerow([f"{task} {start:03d}-{start + THINK_BIN_WORDS - 1:03d}", task, start, count])
 
 
 def write_plots(predictions: Mapping[str, Sequence[Prediction]], metrics: EvalMetrics, plots_dir: Path) -> list[Path]:

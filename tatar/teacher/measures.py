@@ -3,7 +3,8 @@
 IQA: sharpness, noise, blockiness, exposure, contrast, colourfulness, turned into per-defect severities in [0, 1].
 IAA: a saliency map gives the subject's position (rule of thirds), size and isolation, the balance of visual
 weight, and the palette's harmony (hue concentration) and temperature.
-Images are downscaled to at most ``MAX_SIDE`` pixels first, so a measure costs about a millisecond.
+Measures run on a copy downscaled to at most ``MAX_SIDE`` pixels (about a millisecond each), except blockiness,
+which needs the native 8-px grid and reads a native-resolution centre crop.
 """
 
 from __future__ import annotations
@@ -19,14 +20,24 @@ MAX_SIDE = 256
 BLOCK = 8  # JPEG block size
 
 
-def load_rgb(data: bytes) -> np.ndarray:
-    """Encoded image bytes -> float RGB array in [0, 1], longest side at most MAX_SIDE."""
+@dataclass(frozen=True)
+class Pixels:
+    small: np.ndarray  # float RGB in [0, 1], longest side at most MAX_SIDE
+    crop: np.ndarray  # float luminance of a native-resolution centre crop (block artefacts survive only here)
+
+
+def load_rgb(data: bytes) -> Pixels:
+    """Decode encoded image bytes once into the two RGB-derived views the measures need."""
     with Image.open(io.BytesIO(data)) as im:
         im = im.convert("RGB")
-        if max(im.size) > MAX_SIDE:
-            # Keep whole 8-px blocks visible for the blockiness measure by reducing with a box filter.
-            im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
-        return np.asarray(im, dtype=np.float32) / 255.0
+    w, h = im.size
+    # Start on the 8-px grid so JPEG block borders stay where the blockiness measure looks for them.
+    left, top = (max(0, (w - MAX_SIDE) // 2) // BLOCK) * BLOCK, (max(0, (h - MAX_SIDE) // 2) // BLOCK) * BLOCK
+    crop = im.crop((left, top, min(w, left + MAX_SIDE), min(h, top + MAX_SIDE)))
+    if max(im.size) > MAX_SIDE:
+        im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
+    return Pixels(small=np.asarray(im, dtype=np.float32) / 255.0,
+                  crop=_luma(np.asarray(crop, dtype=np.float32) / 255.0))
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -63,7 +74,8 @@ class QualityMeasures:
         }
 
 
-def quality_measures(rgb: np.ndarray) -> QualityMeasures:
+def quality_measures(pixels: Pixels) -> QualityMeasures:
+    rgb = pixels.small
     gray = _luma(rgb)
     gy, gx = np.gradient(gray)
     grad_energy = float(np.mean(gx**2 + gy**2)) + 1e-8
@@ -75,8 +87,8 @@ def quality_measures(rgb: np.ndarray) -> QualityMeasures:
     resp = ndimage.convolve(gray, kernel)[1:-1, 1:-1]
     noise = float(np.sqrt(np.pi / 2) * np.mean(np.abs(resp)) / 6.0)
 
-    dx = np.abs(np.diff(gray, axis=1))
-    dy = np.abs(np.diff(gray, axis=0))
+    dx = np.abs(np.diff(pixels.crop, axis=1))
+    dy = np.abs(np.diff(pixels.crop, axis=0))
     border_x = dx[:, BLOCK - 1 :: BLOCK].mean() if dx.shape[1] >= BLOCK else 0.0
     border_y = dy[BLOCK - 1 :: BLOCK, :].mean() if dy.shape[0] >= BLOCK else 0.0
     blockiness = float((border_x + border_y) / (dx.mean() + dy.mean() + 1e-8))
@@ -136,7 +148,8 @@ def _hue_name(degrees: float) -> str:
     return next(name for limit, name in HUE_NAMES if degrees < limit)
 
 
-def aesthetic_measures(rgb: np.ndarray) -> AestheticMeasures:
+def aesthetic_measures(pixels: Pixels) -> AestheticMeasures:
+    rgb = pixels.small
     h, w = rgb.shape[:2]
     gray = _luma(rgb)
     # Saliency: smoothed edge density plus colour distinctness from the mean colour.
@@ -145,10 +158,13 @@ def aesthetic_measures(rgb: np.ndarray) -> AestheticMeasures:
     distinct = ndimage.gaussian_filter(np.linalg.norm(rgb - rgb.reshape(-1, 3).mean(0), axis=-1), smooth)
     sal = edges / (edges.max() + 1e-8) + distinct / (distinct.max() + 1e-8)
     mass = sal.sum() + 1e-8
-    ys, xs = np.mgrid[0:h, 0:w]
-    cx, cy = float((sal * xs).sum() / mass / max(w - 1, 1)), float((sal * ys).sum() / mass / max(h - 1, 1))
-    thirds = min(np.hypot(cx - tx, cy - ty) for tx in (1 / 3, 2 / 3) for ty in (1 / 3, 2 / 3)) / np.sqrt(2)
+    # The subject: the most salient pixels; its centroid is where the eye lands.
     region = sal > 0.5 * sal.max()
+    peak = sal * region
+    ys, xs = np.mgrid[0:h, 0:w]
+    cx = float((peak * xs).sum() / (peak.sum() + 1e-8) / max(w - 1, 1))
+    cy = float((peak * ys).sum() / (peak.sum() + 1e-8) / max(h - 1, 1))
+    thirds = min(np.hypot(cx - tx, cy - ty) for tx in (1 / 3, 2 / 3) for ty in (1 / 3, 2 / 3)) / np.sqrt(2)
     inside, outside = sal[region].mean(), sal[~region].mean() if (~region).any() else 1e-8
     left, top = sal[:, : w // 2].sum() / mass, sal[: h // 2].sum() / mass
     balance = 1.0 - max(abs(2 * left - 1), abs(2 * top - 1))
@@ -161,10 +177,12 @@ def aesthetic_measures(rgb: np.ndarray) -> AestheticMeasures:
     vec = (weight * np.exp(1j * np.deg2rad(hue))).sum() / total
     mean_hue = float(np.rad2deg(np.angle(vec)) % 360)
     warm = (hue < 70) | (hue >= 330)
+    grey = float(np.mean(sat < 0.08))  # share of colourless pixels: a greyscale image has no palette to speak of
     return AestheticMeasures(
         subject_x=cx, subject_y=cy, thirds_distance=float(thirds), subject_size=float(region.mean()),
-        isolation=float(inside / (outside + 1e-8)), balance=float(balance), harmony=float(abs(vec)),
-        dominant_hue=_hue_name(mean_hue), warmth=float((weight * warm).sum() / total),
+        isolation=float(inside / (outside + 1e-8)), balance=float(balance),
+        harmony=float(abs(vec)) if grey < 0.95 else 1.0,
+        dominant_hue=_hue_name(mean_hue) if grey < 0.95 else "grey", warmth=float((weight * warm).sum() / total),
         saturation=float(sat.mean()), brightness=float(gray.mean()),
     )
 

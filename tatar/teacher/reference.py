@@ -24,6 +24,9 @@ from tatar.parsing import format_target
 from tatar.records import ATTRIBUTES, Task
 from tatar.teacher.measures import aesthetic_measures, load_rgb, quality_measures
 
+# Bump when the writing below changes: it is part of the cache key of replies from the reference teacher.
+REVISION = "1"
+
 TASK_RE = re.compile(r"^TASK:\s*(iqa|iaa)\s*$", re.MULTILINE)
 SCORE_RE = re.compile(r"^SCORE:\s*([0-9]+(?:\.[0-9]+)?)", re.MULTILINE)
 ATTRIBUTE_RE = re.compile(r"^ATTRIBUTE\s+(\w+):\s*(.+?)\s*$", re.MULTILINE)
@@ -139,17 +142,18 @@ IQA_BANDS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
 def iqa_think(severities: dict[str, float], score: float, rng: random.Random) -> str:
     """Two sentences: the one or two factors the measures point at, then a verdict matching the score."""
     b = band(score)
-    ranked = sorted(severities, key=lambda k: (-severities[k], k))  # worst first
+    order = list(IQA_FACTORS)  # ties go to the more basic factor: blur, then noise, then compression...
+    worst = sorted(severities, key=lambda k: (-severities[k], order.index(k)))
+    best = sorted(severities, key=lambda k: (severities[k], order.index(k)))
     sev_word = 0 if b <= 1 else (1 if b == 2 else 2)
 
     def bad(name: str) -> str:
         clause, words, _ = IQA_FACTORS[name]
         return clause.format(sev=words[sev_word])
 
-    def good(name: str) -> str:
-        return IQA_FACTORS[name][2]
-
-    clauses = {"bad1": bad(ranked[0]), "bad2": bad(ranked[1]), "good1": good(ranked[-1]), "good2": good(ranked[-2])}
+    fine = [k for k in best if k != worst[0]]  # a factor is never both the flaw and a strength
+    clauses = {"bad1": bad(worst[0]), "bad2": bad(worst[1]),
+               "good1": IQA_FACTORS[fine[0]][2], "good2": IQA_FACTORS[fine[1]][2]}
     openings, closings = IQA_BANDS[b]
     first = rng.choice(openings).format(**clauses)
     return f"{first} {rng.choice(closings)}"
@@ -166,14 +170,17 @@ ATTRIBUTE_LEADS = {
     "originality": "As for originality,",
     "overall": "Overall, weighing all of this,",
 }
-# band -> how a noted attribute weighs on the verdict
+# band -> how an attribute weighs on the verdict; low bands concede ("but") so that a neutral or positive
+# observation never contradicts a low score.
 VERDICTS = {
-    0: ("which drags the picture down considerably", "and that is a real weakness here"),
-    1: ("which does little to lift the picture", "and this holds the image back"),
+    0: ("but it does nothing to rescue the picture", "yet it leaves the viewer cold"),
+    1: ("but it adds little to the picture", "yet it lifts the image only slightly"),
     2: ("which is serviceable without standing out", "and this is adequate but unremarkable"),
     3: ("which works in the image's favour", "and this is a genuine strength"),
     4: ("which is handled with real distinction", "and this is one of its clear strengths"),
 }
+THEMES = {0: "no clear idea", 1: "a vague, ordinary idea", 2: "a recognisable but ordinary idea",
+          3: "a clearly readable idea", 4: "a strong, clearly readable idea"}
 ORIGINALITY = {0: "the treatment feels generic and careless", 1: "the treatment feels generic and familiar",
                2: "the treatment is competent but familiar", 3: "the treatment shows a personal, considered eye",
                4: "the treatment feels fresh and distinctly personal"}
@@ -184,12 +191,22 @@ OVERALL = {0: "the weaknesses clearly outweigh the strengths, and the aesthetic 
            4: "the strengths dominate throughout, and the aesthetic appeal is excellent"}
 
 
-def paraphrase(note: str, max_words: int = 12) -> str:
-    """A short fragment of an attribute note: its first clause, without digits, at most ``max_words`` words,
-    so the narrative uses the note without copying its sentences (and never leaks a number)."""
-    clause = re.split(r"[.;:!?]", note.strip(), maxsplit=1)[0]
-    words = [w for w in clause.split() if not any(c.isdigit() for c in w)][:max_words]
-    text = " ".join(words).strip(" ,")
+FUNCTION_WORDS = {"a", "about", "an", "and", "are", "around", "as", "at", "but", "by", "for", "from", "in", "is", "its",
+                  "nearly", "of", "on", "or", "roughly", "so", "that", "the", "to", "which", "with"}
+
+
+def quote(note: str, max_words: int = 12) -> str:
+    """A short quotation from an attribute note: its first clause, cut before any number and after at most
+    ``max_words`` words, so the narrative cites the note without copying its sentences (or leaking a number)."""
+    clause = re.split(r"[.;:!?]\s", note.strip() + " ", maxsplit=1)[0]
+    words = []
+    for word in clause.split()[:max_words]:
+        if any(c.isdigit() for c in word):
+            break
+        words.append(word)
+    while words and words[-1].lower().strip(",") in FUNCTION_WORDS:
+        words.pop()
+    text = " ".join(words).strip(" ,.")
     return text[:1].lower() + text[1:] if text else ""
 
 
@@ -222,29 +239,28 @@ def _measured(name: str, m) -> str | None:
 
 
 def iaa_think(attributes: dict[str, str], measures, score: float, rng: random.Random) -> str:
-    """One or two sentences per attribute, in ATTRIBUTES order, each weighed against the score's band."""
+    """One sentence per attribute, in ATTRIBUTES order, each weighed against the score's band: the note's gist
+    when the prompt gives one, what the measures show when the image is attached, a band judgement otherwise."""
     b = band(score)
     sentences = []
     for name in ATTRIBUTES:
         lead = ATTRIBUTE_LEADS[name]
-        note = paraphrase(attributes.get(name, ""))
-        seen = _measured(name, measures) if measures is not None else None
         if name == "overall":
             sentences.append(f"{lead} {OVERALL[b]}.")
             continue
-        if name == "originality" and not note:
-            note = ORIGINALITY[b]
+        note = quote(attributes.get(name, ""))
+        seen = _measured(name, measures) if measures is not None else None
         verdict = rng.choice(VERDICTS[b])
         if note and seen:
-            sentences.append(f"{lead} the notes mention {note}, and in the image {seen}, {verdict}.")
+            sentences.append(f'{lead} the notes single out "{note}", and in the image {seen}, {verdict}.')
         elif note:
-            sentences.append(f"{lead} the notes mention {note}, {verdict}.")
+            sentences.append(f'{lead} the notes single out "{note}", {verdict}.')
         elif seen:
             sentences.append(f"{lead} {seen}, {verdict}.")
+        elif name == "originality":
+            sentences.append(f"{lead} {ORIGINALITY[b]}.")
         elif name == "theme":
-            subject = "a clearly readable idea" if b >= 3 else ("a recognisable but ordinary idea" if b == 2
-                                                                 else "no clear idea")
-            sentences.append(f"{lead} the picture carries {subject}, {verdict}.")
+            sentences.append(f"{lead} the picture carries {THEMES[b]}, {verdict}.")
     return " ".join(sentences)
 
 

@@ -66,6 +66,13 @@ def _judge_verdict(messages: list[dict]) -> str | None:
     return reference_verdict(messages)
 
 
+async def _hang(request: Request, seconds: float) -> None:
+    """Stall like an overloaded server, until the client gives up (disconnects) or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not await request.is_disconnected():
+        await asyncio.sleep(0.05)
+
+
 def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
                         headers={"retry-after-ms": RETRY_AFTER_MS})
@@ -87,7 +94,7 @@ def create_app(faults: Faults = Faults(), stats: ServerStats | None = None) -> S
             await asyncio.sleep(faults.latency_ms / 1000)
         if rng.random() < faults.timeout_rate:
             stats.timeouts += 1
-            await asyncio.sleep(faults.hang_s)
+            await _hang(request, faults.hang_s)
             return _error(504, "hung on purpose", "timeout")
         if rng.random() < faults.error_rate:
             stats.errors += 1
@@ -96,7 +103,7 @@ def create_app(faults: Faults = Faults(), stats: ServerStats | None = None) -> S
         try:
             text = _judge_verdict(messages)
             if text is None:
-                text = await asyncio.to_thread(rationale, parse_request(messages))
+                text = rationale(parse_request(messages))  # about a millisecond: measures are cached per image
                 stats.completions += 1
             else:
                 stats.judged += 1
@@ -136,6 +143,13 @@ def _completion(model: str, messages: list[dict], text: str) -> dict:
     }
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
 def _config(app: Starlette, **kwargs) -> uvicorn.Config:
     # Graceful shutdown waits at most 1 s for hung (fault-injected) requests before cancelling them.
     return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1,
@@ -147,9 +161,7 @@ class ReferenceServer:
 
     def __init__(self, faults: Faults = Faults(), host: str = "127.0.0.1", port: int = 0):
         self.faults, self.stats = faults, ServerStats()
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._socket = _bind(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
         self._server = uvicorn.Server(_config(create_app(faults, self.stats)))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
@@ -192,8 +204,11 @@ def running_server(**faults) -> Iterator[str]:
 
 def serve_forever(host: str = "127.0.0.1", port: int = 8000, latency_ms: float = 0.0, error_rate: float = 0.0,
                   timeout_rate: float = 0.0, malformed_rate: float = 0.0, seed: int = 0) -> None:
-    """``tatar teacher serve``: run in the foreground until interrupted."""
+    """``tatar teacher serve``: run in the foreground until interrupted (port 0 picks a free port).
+    The first line printed is ``serving <base_url>``, for scripts that start it as a subprocess."""
     faults = Faults(latency_ms=latency_ms, error_rate=error_rate, timeout_rate=timeout_rate,
                     malformed_rate=malformed_rate, seed=seed)
-    print(f"reference teacher on http://{host}:{port}/v1 (model {DEFAULT_MODEL}); {faults}", flush=True)
-    uvicorn.Server(_config(create_app(faults), host=host, port=port)).run()
+    sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    print(f"serving http://{bound_host}:{bound_port}/v1 (model {DEFAULT_MODEL}; {faults})", flush=True)
+    uvicorn.Server(_config(create_app(faults))).run(sockets=[sock])

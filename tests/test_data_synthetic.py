@@ -1,0 +1,106 @@
+"""The embedded synthetic dataset: deterministic, disjoint train/test photographs, sensible labels and texts."""
+
+import numpy as np
+import pytest
+
+from tatar.config import SyntheticConfig
+from tatar.data.sources import split_sources
+from tatar.data.synthetic import build_synthetic
+from tatar.data.synthetic_iaa import Plan, frame, measure, sub_scores, subject_point
+from tatar.data.synthetic_iqa import DISTORTIONS, build_iqa, full_reference_mos
+from tatar.data.sources import load_photo, resize, to_uint8
+from tatar.hashing import file_hashes
+from tatar.records import ATTRIBUTES
+
+
+def build(cfg, seed, out):
+    rows = build_synthetic(cfg.synthetic, seed, out)
+    return rows, file_hashes(out)
+
+
+def test_same_seed_same_bytes_other_seed_differs(tiny_data_config, tmp_path):
+    rows_a, hashes_a = build(tiny_data_config, 0, tmp_path / "a")
+    rows_b, hashes_b = build(tiny_data_config, 0, tmp_path / "b")
+    _, hashes_c = build(tiny_data_config, 1, tmp_path / "c")
+    assert hashes_a == hashes_b and len(hashes_a) == 36  # 3 photographs x 6 images x 2 tasks
+    assert [(r.id, r.score, r.attributes) for r in rows_a] == [(r.id, r.score, r.attributes) for r in rows_b]
+    assert hashes_a != hashes_c
+
+
+def test_rebuild_replaces_stale_images(tiny_data_config, tmp_path):
+    stale = tmp_path / "iqa" / "train" / "old.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    build_synthetic(tiny_data_config.synthetic, 0, tmp_path)
+    assert not stale.exists()
+
+
+def test_train_and_test_come_from_disjoint_photographs(tiny_data_config, tmp_path):
+    rows = build_synthetic(tiny_data_config.synthetic, 0, tmp_path)
+    photo = lambda r: r.image.split("/")[1].split("_c")[0]  # noqa: E731
+    assert {photo(r) for r in rows if r.split == "train"} == {"astronaut", "retina"}
+    assert {photo(r) for r in rows if r.split == "test"} == {"chelsea"}
+    assert {(r.task, r.split) for r in rows} == {("iqa", "train"), ("iqa", "test"), ("iaa", "train"), ("iaa", "test")}
+
+
+def test_split_sources_keeps_scenes_together():
+    with pytest.raises(ValueError, match="motorcycle"):
+        split_sources(["astronaut", "motorcycle_left", "motorcycle_right"], ["motorcycle_left"])
+    with pytest.raises(ValueError, match="unknown photographs.*'lena'"):
+        split_sources(["lena", "astronaut"], ["astronaut"])
+    with pytest.raises(ValueError, match="not in data.synthetic.sources"):
+        split_sources(["astronaut", "coffee"], ["rocket"])
+
+
+def test_iqa_grid_and_monotone_full_reference_mos(tmp_path):
+    cfg = SyntheticConfig(image_size=48, iqa_distortions=list(DISTORTIONS), iqa_levels=5, iqa_per_source=0)
+    rows = build_iqa(cfg, 0, ["coffee"], "train", tmp_path)
+    assert len(rows) == len(DISTORTIONS) * 5  # the full KADID-style grid
+    by_distortion: dict[str, list[float]] = {}
+    for r in rows:
+        by_distortion.setdefault(r.image.split("_c0_")[1].rsplit("_", 1)[0], []).append(r.score)
+    for name, scores in by_distortion.items():
+        assert scores == sorted(scores, reverse=True), f"{name}: MOS must fall with the level: {scores}"
+        assert 0 <= scores[-1] < scores[0] <= 100
+
+
+def test_full_reference_mos_of_identical_images_is_100():
+    ref = to_uint8(resize(load_photo("astronaut"), (32, 32)))
+    assert full_reference_mos(ref, ref) == pytest.approx(100.0)
+
+
+def test_unknown_distortion_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown \\['sepia'\\]"):
+        build_iqa(SyntheticConfig(iqa_distortions=["sepia"]), 0, ["coffee"], "train", tmp_path)
+
+
+def test_iaa_records_have_all_eight_attribute_texts(tiny_data_config, tmp_path):
+    rows = [r for r in build_synthetic(tiny_data_config.synthetic, 0, tmp_path) if r.task == "iaa"]
+    assert rows and all(list(r.attributes) == list(ATTRIBUTES) for r in rows)
+    assert all(len(text.split()) >= 8 for r in rows for text in r.attributes.values())
+    assert len({r.score for r in rows}) > len(rows) // 2  # scores vary with the manipulations
+    assert all(str(r.score) not in " ".join(r.attributes.values()) for r in rows)
+
+
+def test_iaa_sub_scores_respond_to_each_manipulation():
+    scene = resize(load_photo("coffee"), (192, 128))
+    clean_image = frame(scene, Plan("thirds", (1 / 3, 1 / 3), 0.8), 64)
+    clean = measure(clean_image)
+    from tatar.data.synthetic_iaa import style
+
+    rng = np.random.default_rng(0)
+    base = Plan("thirds", (1 / 3, 1 / 3), 0.8)
+    good = sub_scores(clean, clean, 0.0)
+    for field, value, score in [("ev", 1.5, "exposure"), ("saturation", 0.0, "colour"), ("cast", "green", "colour"),
+                                ("clutter", 12, "clutter")]:
+        plan = Plan(**{**base.__dict__, field: value})
+        bad = sub_scores(measure(style(clean_image, plan, rng)), clean, 0.0)
+        assert bad[score] < good[score] - 0.2, field
+    assert sub_scores(clean, clean, 12.0)["tilt"] < 0.1
+
+
+def test_subject_point_follows_the_detail():
+    image = np.zeros((64, 64, 3))
+    image[8:20, 40:56] = np.random.default_rng(0).random((12, 16, 3))  # texture in the upper right
+    x, y = subject_point(image)
+    assert x > 0.55 and y < 0.4

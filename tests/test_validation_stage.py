@@ -1,0 +1,145 @@
+"""Stage validate: a corpus with planted bad records splits exactly, GX reports failures by id, policy bites."""
+
+import json
+
+import pytest
+from validation_fixtures import IQA_THINK, row
+
+from tatar.config import Params, ValidateConfig
+from tatar.parsing import format_target
+from tatar.records import RationaleRecord, read_jsonl, write_jsonl
+from tatar.validation import run, validate_corpus
+from tatar.validation.report import KeepRateError, Rejection, keep_metrics, policy_failures
+
+WORDS = "expect_column_values_to_have_word_count_between:think"
+DUPLICATE = "expect_column_values_to_be_null:duplicate_of"
+
+
+def _think_row(id, think, task="iqa", **kw):
+    return row(id, task=task, think=think, raw=format_target(think, kw.get("score", 72.35)), **kw)
+
+
+def planted() -> tuple[list[dict], dict[str, str]]:
+    """Eleven good IQA and six good IAA rows, plus one bad row per check: {id: expected check}."""
+    good = [row(f"iqa_ok_{i}", subject=i) for i in range(10)] + [row(f"iaa_ok_{i}", "iaa", subject=i) for i in range(6)]
+    twin = IQA_THINK.format(subject="harbour")
+    good.append(_think_row("iqa_ok_original", twin))  # the first copy of a repeated rationale is kept
+    leak = "Fine detail is slightly soft and edges look smeared, a 7.2/10 at best, while smooth areas stay clean."
+    bad = {
+        "empty": (_think_row("empty", "   "), "expect_column_values_to_match_regex:think"),
+        "iqa_short": (_think_row("iqa_short", "Soft edges, clean areas."), WORDS),
+        "iaa_short": (_think_row("iaa_short", IQA_THINK.format(subject="cat"), task="iaa"), WORDS),
+        "copy": (_think_row("copy", twin.upper().replace(",", " ;")), DUPLICATE),
+        "bad_task": (row("bad_task", task="vqa", subject=20), "expect_column_values_to_be_in_set:task"),
+        "bad_score": (row("bad_score", score=130.0, subject=21), "expect_column_values_to_be_between:score_100"),
+        "bad_format": (row("bad_format", score=72.4, answer="72.4", subject=22),
+                       "expect_column_values_to_match_regex:answer"),
+        "no_raw": (row("no_raw", raw=None, subject=23), "expect_column_values_to_not_be_null:raw"),
+        "no_teacher": (row("no_teacher", teacher=None, subject=24), "expect_column_values_to_not_be_null:teacher_model"),
+        "extra_field": (row("extra_field", mood="happy", subject=25), "schema"),
+        "broken_tags": (row("broken_tags", raw="<think>soft.<answer>72.35</answer>", subject=26), "structure"),
+        "wrong_answer": (row("wrong_answer", answer="70.00", subject=27), "answer"),
+        "contaminated": (_think_row("contaminated", IQA_THINK.format(subject="dog") + " <|im_end|>"), "contamination"),
+        "leak": (_think_row("leak", leak), "score_leak"),
+    }
+    rows = good + [r for r, _ in bad.values()]
+    rows.append({k: v for k, v in row("no_id", subject=28).items() if k != "id"})
+    expected = {id: check for id, (_, check) in bad.items()} | {f"<line {len(rows)}>": "schema"}
+    return rows, expected
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    rows, expected = planted()
+    write_jsonl(out / "rationales.jsonl", rows)
+    # A third of the planted corpus is bad: the keep-rate policy is tested on its own below.
+    cfg = ValidateConfig(min_keep_rate_iqa=0.0, min_keep_rate_iaa=0.0)
+    metrics = validate_corpus(out / "rationales.jsonl", out, cfg, progress=False)
+    return out, rows, expected, metrics
+
+
+def test_planted_records_are_split_exactly(split):
+    out, rows, expected, _ = split
+    kept = [RationaleRecord.model_validate(d) for d in read_jsonl(out / "corpus.jsonl")]
+    rejected = [Rejection.model_validate(d) for d in read_jsonl(out / "rejected.jsonl")]
+    assert {r.id: r.check for r in rejected} == expected
+    assert sorted(r.id for r in kept) == sorted(d["id"] for d in rows if "_ok_" in d.get("id", ""))
+    assert len(kept) + len(rejected) == len(rows)  # every record in exactly one file
+
+
+def test_rejections_explain_themselves(split):
+    out = split[0]
+    details = {d["id"]: d["detail"] for d in read_jsonl(out / "rejected.jsonl")}
+    assert details["copy"] == "rationale not already used for an earlier record: duplicate_of='iqa_ok_original'"
+    assert details["bad_score"] == "ground truth on the 0-100 scale: score_100=130.0"
+    assert details["iaa_short"].startswith("iaa rationale has 80-450 words")
+    assert details["extra_field"].startswith("mood: Extra inputs are not permitted")
+    assert details["leak"] == "think states the ground truth 72.35 as '7.2/10'"
+    assert "special token '<|im_end|>'" in details["contaminated"]
+
+
+def test_gx_result_reports_failures_per_row_by_id(split):
+    result = json.loads((split[0] / "gx" / "validation_result.json").read_text())
+    assert result["success"] is False
+    by_check = {}
+    for item in result["results"]:
+        config = item["expectation_config"]
+        ids = {u["id"] for u in item["result"].get("unexpected_index_list") or []}
+        by_check.setdefault(f"{config['type']}:{config['kwargs']['column']}", set()).update(ids)
+        assert item["result"].get("unexpected_index_column_names", ["id"]) == ["id"]
+    assert by_check[WORDS] == {"empty", "iqa_short", "iaa_short"}  # empty also breaks the length bound
+    assert by_check[DUPLICATE] == {"copy"}
+    assert by_check["expect_column_values_to_be_in_set:task"] == {"bad_task"}
+    assert by_check["expect_column_values_to_not_be_null:think"] == set()
+
+
+def test_data_docs_and_summary_are_written(split):
+    gx = split[0] / "gx"
+    index = (gx / "index.html").read_text()
+    assert "rationale_corpus" in index
+    pages = list((gx / "validations").rglob("*.html"))
+    assert len(pages) == 1 and "expect_column_values_to_have_word_count_between" not in pages[0].name
+    summary = (gx / "summary.md").read_text()
+    assert "| iqa | 24 | 11 | 45.8% |" in summary and "score_leak" in summary
+
+
+def test_metrics_keep_rate_per_task_and_reason(split):
+    metrics = split[3]
+    assert json.loads((split[0] / "metrics.json").read_text()) == metrics
+    assert metrics["records"] == 32 and metrics["kept"] == 17
+    assert metrics["iaa"] == {"records": 7, "kept": 6, "keep_rate": round(6 / 7, 4), "rejected": {WORDS: 1}}
+    assert metrics["rejected"][WORDS] == 2 and metrics["reject_rate"]["score_leak"] == round(1 / 32, 4)
+    assert metrics["judge"] == {"enabled": False}
+
+
+# ------------------------------------------------------------------------------------------------ policy
+def test_policy_message_names_top_reasons_and_example_ids():
+    kept = [RationaleRecord.model_validate(row(f"k{i}", subject=i)) for i in range(2)]
+    rejected = [Rejection(id=f"leak{i}", task="iqa", check="score_leak", detail="") for i in range(5)]
+    rejected += [Rejection(id="fence", task="iqa", check="contamination", detail="")]
+    cfg = ValidateConfig(min_keep_rate_iqa=0.5)
+    [message] = policy_failures(keep_metrics(kept, rejected, None), rejected, cfg)
+    assert message == ("iqa: kept 2/8 = 25.0% < validate.min_keep_rate_iqa 50%; top reasons: "
+                       "score_leak x5 (e.g. leak0, leak1, leak2); contamination x1 (e.g. fence)")
+    assert policy_failures(keep_metrics(kept, rejected, None), rejected, ValidateConfig(min_keep_rate_iqa=0.25)) == []
+
+
+def test_policy_fails_the_stage_without_writing_a_corpus(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    leak = "Fine detail is slightly soft and edges look smeared, so {}, while smooth areas stay clean."
+    rows = [row("fine", subject=1)] + [_think_row(f"leaky{i}", leak.format(paraphrase))
+                                       for i, paraphrase in enumerate(["72 out of 100", "7.2/10", "72%"])]
+    write_jsonl("data/rationales/rationales.jsonl", rows)
+    (tmp_path / "data/corpus").mkdir(parents=True)
+    (tmp_path / "data/corpus/corpus.jsonl").write_text("stale\n")
+    with pytest.raises(KeepRateError, match=r"iqa: kept 1/4 = 25.0% .* score_leak x3 \(e.g. leaky0, leaky1, leaky2\)"):
+        run(Params())
+    assert not (tmp_path / "data/corpus/corpus.jsonl").exists()
+    assert len(list(read_jsonl("data/corpus/rejected.jsonl"))) == 3
+    assert "**Policy failed:**" in (tmp_path / "data/corpus/gx/summary.md").read_text()
+
+
+def test_missing_rationales_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the rationales stage first"):
+        validate_corpus(tmp_path / "nope.jsonl", tmp_path, ValidateConfig())
