@@ -56,7 +56,13 @@ def stage(
     if name not in STAGES:
         typer.secho(f"unknown stage {name!r}; choose from {', '.join(STAGES)}", fg="red", err=True)
         raise typer.Exit(2)
-    _call(STAGES[name])(_params(params))
+    from tatar.errors import TatarError
+
+    try:
+        _call(STAGES[name])(_params(params))
+    except TatarError as exc:  # an expected failure: its message names what is wrong; no traceback
+        typer.secho(f"stage {name} failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -12,6 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tatar.errors import TatarError
+
 PARAMS_FILE = "params.yaml"
 
 
@@ -280,7 +282,7 @@ class Params(Section):
         return self.validate_
 
 
-class ConfigError(ValueError):
+class ConfigError(TatarError, ValueError):
     """params.yaml is malformed; the message names each offending key."""
 
 

@@ -66,8 +66,8 @@ def make_records(folder: Path, n_iqa: int = 6, n_iaa: int = 6) -> list[ManifestR
 
 def config(base_url: str, cache_dir: Path, **overrides) -> TeacherConfig:
     """A teacher config pointing at a test server, with fast timeouts."""
-    return TeacherConfig(base_url=base_url, cache_dir=str(cache_dir), concurrency=8, timeout_s=5.0,
-                         **overrides)
+    return TeacherConfig(**{"base_url": base_url, "cache_dir": str(cache_dir), "concurrency": 8, "timeout_s": 5.0,
+                            **overrides})
 
 
 assert set(NOTES) == set(ATTRIBUTES)

@@ -92,7 +92,7 @@ def test_data_change_reruns_exactly_the_affected_stages(project):
     # Edit the embedded default's size: prepare re-runs; the teacher is asked only for the new records.
     params = (project / "params.yaml").read_text()
     before = sum(1 for _ in open(project / "data/manifests/train.jsonl"))
-    (project / "params.yaml").write_text(params.replace("iaa_variants_per_source: 12", "iaa_variants_per_source: 13"))
+    (project / "params.yaml").write_text(params.replace("iaa_variants_per_source: 14", "iaa_variants_per_source: 15"))
     sh(*TATAR, "run", cwd=project)
     after = sum(1 for _ in open(project / "data/manifests/train.jsonl"))
     ran = last_run(project)

@@ -159,3 +159,13 @@ def test_stage_resumes_an_interrupted_run(project, monkeypatch):
     grpo.run(tiny_params(max_steps=1))
     log = json.loads((grpo.OUT_DIR / grpo.LOG_FILE).read_text())
     assert log["resumed_from"].endswith("checkpoint-1")
+
+
+@pytest.mark.slow
+def test_stage_with_lora_saves_a_merged_checkpoint(project):
+    from tatar.config import LoraConfig
+
+    grpo.run(tiny_params(max_steps=1, lora=LoraConfig(enabled=True, r=4, alpha=8)))
+    log = json.loads((grpo.OUT_DIR / grpo.LOG_FILE).read_text())
+    assert log["checkpoint"] == "merged LoRA" and (grpo.OUT_DIR / "config.json").is_file()
+    assert not (grpo.OUT_DIR / "adapter_config.json").exists()

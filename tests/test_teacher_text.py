@@ -117,7 +117,7 @@ def test_iaa_length_is_bounded_both_ways():
     with pytest.raises(Rejected, match="fewer than 80"):
         normalise(format_target(IQA, 60), "iaa", 60, IAA_WORDS)
     with pytest.raises(Rejected, match="more than 450"):
-        normalise(format_target(" ".join([IQA] * 14), 60), "iaa", 60, IAA_WORDS)
+        normalise(format_target(" ".join([IQA] * 15), 60), "iaa", 60, IAA_WORDS)
     ok = normalise(format_target(" ".join([IQA] * 4), 60), "iaa", 60, IAA_WORDS)
     assert ok.words == 4 * word_count(IQA)  # IAA is never truncated
 

@@ -111,7 +111,7 @@ def test_reference_teacher_rationales_pass_the_reference_judge(images):
     """The two halves of the local reference agree: its own grounded rationales are kept."""
     for kind, score in (("sharp", 88.0), ("blurred", 25.0)):
         for task in ("iqa", "iaa"):
-            think = rationale(TeacherRequest(task, score, {}, images[kind].read_bytes()))
+            think = rationale(TeacherRequest(task=task, score=score, attributes={}, image=images[kind].read_bytes()))
             think = think.split("<think>")[1].split("</think>")[0]
             assert judged(images[kind], think, score, task)["decision"] == "keep", (kind, task, think)
 

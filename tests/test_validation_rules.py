@@ -1,7 +1,7 @@
 """Hard rules (tatar.validation.rules): each rule passes a good record and fails the broken ones, naming why."""
 
 import pytest
-from validation_fixtures import IAA_THINK, row
+from validation_fixtures import IAA_THINK, NARROW, row
 
 from tatar.config import ValidateConfig
 from tatar.parsing import format_target
@@ -117,10 +117,6 @@ def test_score_mentions_rescale_units():
 
 
 # ---------------------------------------------------------------------------------- attribute coverage
-NARROW = ("The subject is a cat asleep on a chair by the window. " * 4
-          + "Its emotion is calm and its mood quiet, and the viewpoint is unusual for such a subject. " * 4).strip()
-
-
 def test_narrow_iaa_narrative_fails_coverage_and_names_what_it_touched():
     assert aspects_touched(NARROW) == ["theme", "emotion", "originality"]
     found = failure(task="iaa", think=NARROW, raw=format_target(NARROW, 72.35))

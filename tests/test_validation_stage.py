@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from validation_fixtures import IQA_THINK, row
+from validation_fixtures import IQA_THINK, NARROW, row
 
 from tatar.config import Params, ValidateConfig
 from tatar.parsing import format_target
@@ -19,8 +19,8 @@ def _think_row(id, think, task="iqa", **kw):
     return row(id, task=task, think=think, raw=format_target(think, kw.get("score", 72.35)), **kw)
 
 
-def planted() -> tuple[list[dict], dict[str, str]]:
-    """Eleven good IQA and six good IAA rows, plus one bad row per check: {id: expected check}."""
+def planted() -> tuple[list[dict], list[tuple[str, str]]]:
+    """Eleven good IQA and six good IAA rows, plus bad rows for every check: sorted [(id, expected check)]."""
     good = [row(f"iqa_ok_{i}", subject=i) for i in range(10)] + [row(f"iaa_ok_{i}", "iaa", subject=i) for i in range(6)]
     twin = IQA_THINK.format(subject="harbour")
     good.append(_think_row("iqa_ok_original", twin))  # the first copy of a repeated rationale is kept
@@ -35,17 +35,20 @@ def planted() -> tuple[list[dict], dict[str, str]]:
         "bad_format": (row("bad_format", score=72.4, answer="72.4", subject=22),
                        "expect_column_values_to_match_regex:answer"),
         "no_raw": (row("no_raw", raw=None, subject=23), "expect_column_values_to_not_be_null:raw"),
-        "no_teacher": (row("no_teacher", teacher=None, subject=24), "expect_column_values_to_not_be_null:teacher_model"),
+        "no_teacher": (row("no_teacher", teacher=None, subject=24),
+                       "expect_column_values_to_not_be_null:teacher_model"),
         "extra_field": (row("extra_field", mood="happy", subject=25), "schema"),
         "broken_tags": (row("broken_tags", raw="<think>soft.<answer>72.35</answer>", subject=26), "structure"),
         "wrong_answer": (row("wrong_answer", answer="70.00", subject=27), "answer"),
         "contaminated": (_think_row("contaminated", IQA_THINK.format(subject="dog") + " <|im_end|>"), "contamination"),
         "leak": (_think_row("leak", leak), "score_leak"),
+        "narrow": (_think_row("narrow", NARROW, task="iaa"), "attribute_coverage"),
     }
-    rows = good + [r for r, _ in bad.values()]
+    twins = [row("twin", subject=29), row("twin", think=IQA_THINK.format(subject="moor"))]  # one id, two records
+    rows = good + [r for r, _ in bad.values()] + twins
     rows.append({k: v for k, v in row("no_id", subject=28).items() if k != "id"})
-    expected = {id: check for id, (_, check) in bad.items()} | {f"<line {len(rows)}>": "schema"}
-    return rows, expected
+    expected = [(id, check) for id, (_, check) in bad.items()] + [("twin", "expect_column_values_to_be_unique:id")] * 2
+    return rows, sorted(expected + [(f"<line {len(rows)}>", "schema")])
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def test_planted_records_are_split_exactly(split):
     out, rows, expected, _ = split
     kept = [RationaleRecord.model_validate(d) for d in read_jsonl(out / "corpus.jsonl")]
     rejected = [Rejection.model_validate(d) for d in read_jsonl(out / "rejected.jsonl")]
-    assert {r.id: r.check for r in rejected} == expected
+    assert sorted((r.id, r.check) for r in rejected) == expected
     assert sorted(r.id for r in kept) == sorted(d["id"] for d in rows if "_ok_" in d.get("id", ""))
     assert len(kept) + len(rejected) == len(rows)  # every record in exactly one file
 
@@ -101,15 +104,16 @@ def test_data_docs_and_summary_are_written(split):
     pages = list((gx / "validations").rglob("*.html"))
     assert len(pages) == 1 and "expect_column_values_to_have_word_count_between" not in pages[0].name
     summary = (gx / "summary.md").read_text()
-    assert "| iqa | 24 | 11 | 45.8% |" in summary and "score_leak" in summary
+    assert "| iqa | 26 | 11 | 42.3% |" in summary and "score_leak" in summary
 
 
 def test_metrics_keep_rate_per_task_and_reason(split):
     metrics = split[3]
     assert json.loads((split[0] / "metrics.json").read_text()) == metrics
-    assert metrics["records"] == 32 and metrics["kept"] == 17
-    assert metrics["iaa"] == {"records": 7, "kept": 6, "keep_rate": round(6 / 7, 4), "rejected": {WORDS: 1}}
-    assert metrics["rejected"][WORDS] == 2 and metrics["reject_rate"]["score_leak"] == round(1 / 32, 4)
+    assert metrics["records"] == 35 and metrics["kept"] == 17
+    assert metrics["iaa"] == {"records": 8, "kept": 6, "keep_rate": 0.75,
+                              "rejected": {WORDS: 1, "attribute_coverage": 1}}
+    assert metrics["rejected"][WORDS] == 2 and metrics["reject_rate"]["score_leak"] == round(1 / 35, 4)
     assert metrics["judge"] == {"enabled": False}
 
 

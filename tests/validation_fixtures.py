@@ -20,6 +20,9 @@ IAA_THINK = ("Looking first at the visual elements of this {subject}, amber tone
              "the picture tells a quiet domestic story about rest. Its emotion is calm and tender, with a nostalgic "
              "mood. As for originality, the viewpoint is familiar rather than inventive. Overall, the strengths "
              "outweigh the weaknesses and the image is pleasing.")
+# An IAA narrative long enough but touching only theme, emotion and originality.
+NARROW = ("The subject is a cat asleep on a chair by the window. " * 4
+          + "Its emotion is calm and its mood quiet, and the viewpoint is unusual for such a subject. " * 4).strip()
 SUBJECTS = ("portrait", "street scene", "landscape", "close-up", "still life", "harbour view", "garden",
             "interior", "market stall", "mountain pass", "beach", "workshop", "kitchen", "forest path", "bridge",
             "train station", "library", "rooftop", "river bank", "farmyard", "cathedral", "playground", "desert",

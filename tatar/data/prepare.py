@@ -21,12 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tatar.config import DataConfig, Params
-from tatar.data.checks import TRAIN_TEST_OVERLAP, CheckResult, QuarantineRecord, RawRow, run_checks
+from tatar.data.checks import (
+    TRAIN_TEST_OVERLAP,
+    CheckResult,
+    QuarantineRecord,
+    RawRow,
+    run_checks,
+)
 from tatar.data.importers import import_train_set, imported_benchmark_rows
 from tatar.data.registry import get_benchmark
 from tatar.data.synthetic import build_synthetic
 from tatar.data.synthetic_iaa import DATASET as SYNTHETIC_IAA
 from tatar.data.synthetic_iqa import DATASET as SYNTHETIC_IQA
+from tatar.errors import TatarError
 from tatar.records import ManifestRecord, write_json, write_jsonl
 
 SYNTHETIC_DIR = Path("data/synthetic")
@@ -34,7 +41,7 @@ MANIFEST_DIR = Path("data/manifests")
 SHOWN_IN_ERRORS = 20
 
 
-class DataPolicyError(RuntimeError):
+class DataPolicyError(TatarError):
     """Prepare failed by the data.quarantine policy; the message names the records and reasons."""
 
 

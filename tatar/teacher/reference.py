@@ -24,9 +24,6 @@ from tatar.parsing import format_target
 from tatar.records import ATTRIBUTES, Task
 from tatar.teacher.measures import aesthetic_measures, load_rgb, quality_measures
 
-# Bump when the writing below changes: it is part of the cache key of replies from the reference teacher.
-REVISION = "1"
-
 TASK_RE = re.compile(r"^TASK:\s*(iqa|iaa)\s*$", re.MULTILINE)
 SCORE_RE = re.compile(r"^SCORE:\s*([0-9]+(?:\.[0-9]+)?)", re.MULTILINE)
 ATTRIBUTE_RE = re.compile(r"^ATTRIBUTE\s+(\w+):\s*(.+?)\s*$", re.MULTILINE)

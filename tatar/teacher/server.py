@@ -28,9 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tatar.teacher import REFERENCE_MODEL
 from tatar.teacher.reference import BadRequest, malformed, parse_request, rationale
 
-DEFAULT_MODEL = "tatar-reference-teacher"
 RETRY_AFTER_MS = "20"  # real servers say when to come back; keeps fault-injection runs fast
 
 
@@ -113,11 +113,11 @@ def create_app(faults: Faults = Faults(), stats: ServerStats | None = None) -> S
         if rng.random() < faults.malformed_rate:
             stats.malformed += 1
             text = malformed(text, rng) if "<think>" in text else text[: len(text) // 2]
-        return JSONResponse(_completion(body.get("model") or DEFAULT_MODEL, messages, text))
+        return JSONResponse(_completion(body.get("model") or REFERENCE_MODEL, messages, text))
 
     async def models(_: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [
-            {"id": DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "tatar"}]})
+            {"id": REFERENCE_MODEL, "object": "model", "created": 0, "owned_by": "tatar"}]})
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", **vars(stats)})
@@ -210,5 +210,5 @@ def serve_forever(host: str = "127.0.0.1", port: int = 8000, latency_ms: float =
                     malformed_rate=malformed_rate, seed=seed)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    print(f"serving http://{bound_host}:{bound_port}/v1 (model {DEFAULT_MODEL}; {faults})", flush=True)
+    print(f"serving http://{bound_host}:{bound_port}/v1 (model {REFERENCE_MODEL}; {faults})", flush=True)
     uvicorn.Server(_config(create_app(faults))).run(sockets=[sock])

@@ -23,12 +23,11 @@ from rich.table import Table
 
 from tatar.config import Params, TeacherConfig
 from tatar.records import ManifestRecord, RationaleRecord, TeacherIdentity, read_records, write_json, write_jsonl
+from tatar.teacher import REFERENCE_MODEL, REFERENCE_REVISION
 from tatar.teacher.cache import cache_key
 from tatar.teacher.client import ChatRun, Endpoint, Failure, Job, RunStats, Sampling, run_chat
 from tatar.teacher.normalise import check, normalise
 from tatar.teacher.prompts import PromptSet, load_prompts
-from tatar.teacher.reference import REVISION as REFERENCE_REVISION
-from tatar.teacher.server import DEFAULT_MODEL
 
 TRAIN_MANIFEST = Path("data/manifests/train.jsonl")
 OUT_DIR = Path("data/rationales")
@@ -114,7 +113,7 @@ def record_key(record: ManifestRecord, cfg: TeacherConfig, prompts: PromptSet) -
         model=cfg.model,
         sampling=vars(sampling(cfg, record)),
         # The reference teacher's own code version, so improving it re-asks it (real models have a name).
-        revision=REFERENCE_REVISION if cfg.model == DEFAULT_MODEL else None,
+        revision=REFERENCE_REVISION if cfg.model == REFERENCE_MODEL else None,
     )
 
 

@@ -55,7 +55,8 @@ def system_prompt(task: Task, version: str) -> str:
 
 def request_text(record: RationaleRecord) -> str:
     lines = [f"TASK: {record.task}", f"SCORE: {format_score(record.score_100)}"]
-    lines += [f"ATTRIBUTE {name}: {record.attributes[name]}" for name in ATTRIBUTES if name in (record.attributes or {})]
+    notes = record.attributes or {}
+    lines += [f"ATTRIBUTE {name}: {notes[name]}" for name in ATTRIBUTES if name in notes]
     lines += ["Rationale to judge:", "<rationale>", record.think.strip(), "</rationale>"]
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from tatar.config import ValidateConfig
+from tatar.errors import TatarError
 from tatar.records import RationaleRecord
 
 TASKS = ("iqa", "iaa")
@@ -23,7 +24,7 @@ class Rejection(BaseModel):
     detail: str
 
 
-class KeepRateError(RuntimeError):
+class KeepRateError(TatarError):
     """A task kept fewer records than ``validate.min_keep_rate_<task>``: the teacher (or a rule) is broken."""
 
 
