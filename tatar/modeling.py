@@ -139,7 +139,8 @@ def resolve_model(path_or_id: str | Path) -> str:
     reference = Path(path_or_id) / REFERENCE_FILE
     if reference.is_file():
         return json.loads(reference.read_text())["resolved"]
-    return str(path_or_id)
+    # Absolute, so a LoRA adapter saved from this model names a base that loads from any working directory.
+    return str(Path(path_or_id).resolve()) if Path(path_or_id).is_dir() else str(path_or_id)
 
 
 def _check_available(location: str) -> None:
@@ -170,6 +171,19 @@ def torch_dtype(name: str):
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
 
 
+def set_pixel_budget(processor, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Bound the pixels (hence visual tokens) per image of a Qwen2-VL-family processor, whose ``size`` is
+    ``{shortest_edge: min pixels, longest_edge: max pixels}``. Other processors size images their own way."""
+    from transformers.image_processing_utils import SizeDict
+
+    image_processor = getattr(processor, "image_processor", None)
+    size = getattr(image_processor, "size", None)
+    if (min_pixels is None and max_pixels is None) or not hasattr(image_processor, "merge_size") or size is None:
+        return
+    image_processor.size = SizeDict(shortest_edge=min_pixels or size["shortest_edge"],
+                                    longest_edge=max_pixels or size["longest_edge"])
+
+
 def load_model_and_processor(path_or_id: str | Path, dtype: str = "auto", min_pixels: int | None = None,
                              max_pixels: int | None = None, attn_implementation: str | None = None,
                              device: str | None = None):
@@ -181,8 +195,8 @@ def load_model_and_processor(path_or_id: str | Path, dtype: str = "auto", min_pi
 
     location = resolve_model(path_or_id)
     _check_available(location)
-    pixels = {k: v for k, v in {"min_pixels": min_pixels, "max_pixels": max_pixels}.items() if v is not None}
-    processor = AutoProcessor.from_pretrained(location, **pixels)
+    processor = AutoProcessor.from_pretrained(location)
+    set_pixel_budget(processor, min_pixels, max_pixels)
     kwargs = {"dtype": torch_dtype(dtype)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation

@@ -83,10 +83,10 @@ def markdown_report(metrics: EvalMetrics) -> str:
     published = published_results()
     parts = [
         f"# Evaluation of `{metrics.checkpoint}`",
-        "Greedy decoding with the shared prompts; a prediction is the single number inside the last "
-        "`<answer>`, anything else is a parse failure (counted here, kept with its raw text in "
-        "`predictions/`, left out of the correlations). SRCC is tie-aware, KRCC is tau-b, PLCC (logistic) "
-        "follows the 4-parameter logistic fit; n/a = undefined (constant predictions or fewer than two parsed).",
+        ("Greedy decoding with the shared prompts; a prediction is the single number inside the last "
+         "`<answer>`, anything else is a parse failure (counted here, kept with its raw text in "
+         "`predictions/`, left out of the correlations). SRCC is tie-aware, KRCC is tau-b, PLCC (logistic) "
+         "follows the 4-parameter logistic fit; n/a = undefined (constant predictions or fewer than two parsed)."),
         metrics_table(metrics),
     ]
     if metrics.skipped:
@@ -94,8 +94,8 @@ def markdown_report(metrics: EvalMetrics) -> str:
             f"- `{name}`: {why}" for name, why in metrics.skipped.items()))
     parts += [
         "## Next to published results (SRCC / PLCC)",
-        "Values as reported by each source (`-` = not reported; n/a = undefined in this run). Benchmarks "
-        "without published numbers, such as the embedded synthetic sets, appear only in the table above.",
+        ("Values as reported by each source (`-` = not reported; n/a = undefined in this run). Benchmarks "
+         "without published numbers, such as the embedded synthetic sets, appear only in the table above."),
         published_table(metrics),
         "Sources: " + "; ".join(f"{r['system']}: {r['source']}" for r in published["rows"]) + ".",
     ]

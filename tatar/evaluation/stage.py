@@ -49,8 +49,8 @@ def load_benchmark(name: str, test_dir: Path = TEST_DIR) -> tuple[list[ManifestR
     """A benchmark's records, and the problems that prevent scoring it (missing manifest or image files)."""
     path = manifest_path(name, test_dir)
     if not path.is_file():
-        return [], [f"manifest {path} not found (import the benchmark with `tatar data import {name} --images DIR` "
-                    "and list it in data.benchmarks)"]
+        hint = f"import the benchmark with `tatar data import {name} --images DIR` and list it in data.benchmarks"
+        return [], [f"manifest {path} not found ({hint})"]
     records = read_records(path, ManifestRecord)
     if not records:
         return [], [f"manifest {path} is empty"]
@@ -78,7 +78,7 @@ def check_benchmarks(cfg: EvalConfig, test_dir: Path = TEST_DIR) -> tuple[dict[s
         MISSING_FILE.parent.mkdir(parents=True, exist_ok=True)
         MISSING_FILE.write_text("".join(f"{name}: {i}\n" for name, issues in problems.items() for i in issues))
         listing = "\n".join(
-            f"  {name}: {skipped[name]}" + "".join(f"\n    - {i}" for i in issues[:SHOW_MISSING])
+            f"  {name}: {skipped[name]}" + "".join(f"\n    - {i}" for i in issues[:SHOW_MISSING] if len(issues) > 1)
             + (f"\n    ... ({len(issues) - SHOW_MISSING} more)" if len(issues) > SHOW_MISSING else "")
             for name, issues in problems.items())
         if not cfg.skip_missing:

@@ -116,7 +116,7 @@ def trainer_args(cfg: SFTConfig, work_dir: Path):
         assistant_only_loss=True,
         max_length=cfg.max_length,
         bf16=use_bf16(cfg.bf16),
-        gradient_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),
+        activation_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),  # transformers 5 name
         use_cpu=not cuda_available(),
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,

@@ -1,0 +1,108 @@
+"""Stage sft end to end on a fixture corpus: checkpoint, contract check, lineage, resume, LoRA (slow)."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tatar.config import Params
+from tatar.training import sft
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sft_fixtures import write_corpus, write_test_manifests  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, tiny_model_dir):
+    """A project folder with the tiny base model, a fixture corpus and synthetic test manifests."""
+    shutil.copytree(tiny_model_dir, tmp_path / "data/models/base")
+    write_corpus(tmp_path, n_per_task=24)
+    write_test_manifests(tmp_path, n_per_task=8)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def params(**sft_overrides) -> Params:
+    base = {"epochs": 12, "learning_rate": 5e-3, "per_device_batch_size": 8, "warmup": 0.05, "logging_steps": 10,
+            "save_steps": 1000, "check_samples": 8, "check_max_new_tokens": 320}
+    return Params.model_validate({"sft": base | sft_overrides})
+
+
+def test_stage_trains_saves_checks_and_records_lineage(project, capsys):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    sft.run(params())
+    out = project / "data/models/sft"
+    AutoModelForImageTextToText.from_pretrained(out)
+    AutoProcessor.from_pretrained(out)
+
+    check = json.loads((out / "sft_check.json").read_text())
+    gen = check["generations"]
+    assert gen["iqa"]["parse_rate"] >= 0.95 and gen["iaa"]["parse_rate"] >= 0.95
+    assert gen["iaa"]["mean_think_words"] > 60 > gen["iqa"]["mean_think_words"]  # thought dropout visible
+    assert check["dropout"]["iaa"]["think_dropped"] == 0.0 and check["dropout"]["iqa"]["think_dropped"] > 0.7
+    printed = capsys.readouterr().out
+    assert "sft check iqa: parse rate" in printed and "sft check iaa: parse rate" in printed
+
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["stage"] == "sft" and set(lineage["inputs"]) == {"corpus", "base_model"}
+    assert all(len(i["sha256"]) == 64 for i in lineage["inputs"].values())
+    assert lineage["params"]["sft"]["think_dropout"] == {"iqa": 0.9, "iaa": 0.0}
+    assert "model.safetensors" in lineage["files"] and "README.md" in lineage["files"]
+    card = (out / "README.md").read_text()
+    assert "| weights | full |" in card and "parse rate" in card
+    assert not any(Path(".tatar/runs/sft").iterdir())  # finished runs leave no resumable state behind
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(project, monkeypatch):
+    from trl import SFTTrainer
+
+    real_step, calls = SFTTrainer.training_step, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real_step(self, *args, **kwargs)
+
+    p = params(max_steps=4, save_steps=2, check_samples=0)
+    monkeypatch.setattr(SFTTrainer, "training_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sft.run(p)
+    [work] = list(Path(".tatar/runs/sft").iterdir())
+    assert (work / "checkpoint-2").is_dir()
+
+    monkeypatch.setattr(SFTTrainer, "training_step", real_step)
+    sft.run(p)
+    facts = json.loads(Path("data/models/sft/sft_check.json").read_text())["training"]
+    assert facts["resumed_from"].endswith("checkpoint-2") and facts["steps"] == 4
+
+    # A params change is a different run: it starts fresh instead of resuming.
+    assert sft.run_dir_for(params(max_steps=4, save_steps=2, learning_rate=1e-3)) != work
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_lora_checkpoint_merged_or_adapter(project, merge):
+    from transformers import AutoModelForImageTextToText
+
+    sft.run(params(max_steps=2, check_samples=2, check_max_new_tokens=8,
+                   lora={"enabled": True, "r": 4, "alpha": 8, "merge": merge}))
+    out = Path("data/models/sft")
+    assert (out / "adapter_config.json").is_file() is not merge
+    assert type(AutoModelForImageTextToText.from_pretrained(out)).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert ("merged LoRA" if merge else "LoRA adapter") in (out / "README.md").read_text()
+    assert not Path("data/models/sft.adapter").exists()
+
+
+def test_missing_corpus_and_base_are_clear_errors(project):
+    Path("data/corpus/corpus.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="no corpus"):
+        sft.run(params())
+    write_corpus(project, n_per_task=2)
+    shutil.rmtree("data/models/base")
+    with pytest.raises(SystemExit, match="no base model"):
+        sft.run(params())
