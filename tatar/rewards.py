@@ -189,7 +189,7 @@ def thurstone_rank_reward(
     completions: Sequence,
     task: Sequence[str],
     score_100: Sequence[float],
-    id: Sequence[str],  # noqa: A002 - TRL passes dataset columns by name
+    id: Sequence[str],  # TRL passes dataset columns by name
     tau: float = TAU,
     margin: float = MARGIN,
     eps: float = EPS,

@@ -116,13 +116,13 @@ def project(tmp_path, monkeypatch, tiny_model_dir):
 
 
 def tiny_params(**grpo_overrides) -> Params:
-    cfg = dict(num_generations=2, prompts_per_generation=3, per_device_batch_size=6, max_steps=2,
-               max_completion_length=12, learning_rate=1e-4, save_steps=1)
+    cfg = {"num_generations": 2, "prompts_per_generation": 3, "per_device_batch_size": 6, "max_steps": 2,
+           "max_completion_length": 12, "learning_rate": 1e-4, "save_steps": 1}
     return Params(grpo=GRPOConfig(**{**cfg, **grpo_overrides}))
 
 
 @pytest.mark.slow
-def test_stage_end_to_end(project, capsys):
+def test_stage_end_to_end(project):
     grpo.run(tiny_params())
     out = grpo.OUT_DIR
     assert {"config.json", "README.md", "lineage.json", grpo.LOG_FILE} <= {p.name for p in out.iterdir()}
@@ -146,7 +146,7 @@ def test_stage_end_to_end(project, capsys):
 
 @pytest.mark.slow
 def test_stage_resumes_an_interrupted_run(project, monkeypatch):
-    import tatar.training.common as common
+    from tatar.training import common
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt

@@ -4,7 +4,6 @@ import json
 import logging
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +112,7 @@ def hand_rank(q, gt_i, others, v_i, link="normal"):
 def batch(rows):
     """rows: (id, task, gt_100, completion text) -> TRL-style keyword columns."""
     ids, tasks, gts, texts = zip(*rows)
-    return dict(completions=[chat(t) for t in texts], task=list(tasks), score_100=list(gts), id=list(ids))
+    return {"completions": [chat(t) for t in texts], "task": list(tasks), "score_100": list(gts), "id": list(ids)}
 
 
 def test_thurstone_hand_computed():
@@ -212,25 +211,25 @@ def test_split_group_across_processes_matches_one_process(monkeypatch):
 
 WORKER = """
 import json
+import sys
 import torch.distributed as dist
 from test_rewards import SPLIT, SPLIT_ROWS, batch
 from tatar.rewards import thurstone_rank_reward
-dist.init_process_group("gloo")  # from the environment, as torchrun / accelerate launch set it
-part = SPLIT_ROWS[:SPLIT] if dist.get_rank() == 0 else SPLIT_ROWS[SPLIT:]
+rank = int(sys.argv[1])
+# A file rendezvous (no fixed port to race other programs for); the rewards only need an initialised group.
+dist.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=2)
+part = SPLIT_ROWS[:SPLIT] if rank == 0 else SPLIT_ROWS[SPLIT:]
 print("REWARDS " + json.dumps(thurstone_rank_reward(**batch(part))))
 """
 
 
 @pytest.mark.slow
-def test_two_real_processes_match_one():
+def test_two_real_processes_match_one(tmp_path):
     """The same split across two real processes (torch.distributed with gloo on CPU)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+    env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(rank), str(tmp_path / "rendezvous")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     gathered = [r for out, _ in outs for r in json.loads(out.split("REWARDS ")[1])]

@@ -30,7 +30,9 @@ def test_cache_key_changes_exactly_with_what_the_teacher_sees(records):
     iqa, iaa_notes, iaa_image = records[0], records[6], records[7]
     assert iaa_notes.attributes and not iaa_image.attributes
     cfg, prompts = TeacherConfig(), load_prompts("v1")
-    key = lambda rec, c=cfg, p=prompts: record_key(rec, c, p)  # noqa: E731
+
+    def key(rec, c=cfg, p=prompts):
+        return record_key(rec, c, p)
 
     must_change = {
         "image bytes": key(iqa.model_copy(update={"sha256": "0" * 64})),
@@ -96,7 +98,7 @@ def test_duplicate_questions_are_asked_once(records, tmp_path):
 
 # --------------------------------------------------------------------------------------------- faults
 def test_twenty_percent_faults_every_record_accounted_for(records, tmp_path):
-    faults = dict(error_rate=0.2, timeout_rate=0.2, malformed_rate=0.2, seed=3)
+    faults = {"error_rate": 0.2, "timeout_rate": 0.2, "malformed_rate": 0.2, "seed": 3}
     with serve_in_thread(**faults) as server:
         cfg = config(server.base_url, tmp_path / "cache", timeout_s=0.5, max_retries=3, concurrency=12)
         out = generate(records, cfg, progress=False)

@@ -32,7 +32,8 @@ def project(tmp_path: Path, records: list[ManifestRecord], teacher: dict) -> Pat
 
 def check_outputs(folder: Path, records: list[ManifestRecord]) -> list[RationaleRecord]:
     """Every record in exactly one output file, no torn or duplicated line, answers set to the ground truth."""
-    lines = (folder / "rationales.jsonl").read_text().splitlines() + (folder / "failures.jsonl").read_text().splitlines()
+    lines = [line for name in ("rationales.jsonl", "failures.jsonl")
+             for line in (folder / name).read_text().splitlines()]
     ids = [json.loads(line)["id"] for line in lines]  # raises on a torn line
     assert sorted(ids) == sorted(r.id for r in records)
     truth = {r.id: r.score_100 for r in records}
@@ -89,7 +90,7 @@ def test_sigkill_mid_run_then_resume_redoes_nothing(tmp_path):
             json.loads(entry.read_text())  # every cache entry whole
 
         before = server.stats.requests
-        done = subprocess.run(command, cwd=proj, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(command, cwd=proj, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         assert server.stats.requests - before == len(records) - finished  # no finished record asked again
 

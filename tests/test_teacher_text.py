@@ -1,5 +1,6 @@
 """Teacher text: prompt rendering per task, the normaliser's edge cases, and the reference teacher's writing."""
 
+import itertools
 import random
 import re
 
@@ -11,7 +12,15 @@ from tatar.parsing import format_target, word_count
 from tatar.records import ATTRIBUTES
 from tatar.teacher.normalise import Rejected, normalise, sentences
 from tatar.teacher.prompts import load_prompts
-from tatar.teacher.reference import ATTRIBUTE_LEADS, TeacherRequest, parse_request, quote, rationale
+from tatar.teacher.reference import (
+    ATTRIBUTE_LEADS,
+    IQA_FACTORS,
+    TeacherRequest,
+    iqa_think,
+    parse_request,
+    quote,
+    rationale,
+)
 from tatar.teacher.stage import teacher_job
 
 IQA_WORDS, IAA_WORDS = TeacherConfig().words_iqa, TeacherConfig().words_iaa
@@ -132,6 +141,17 @@ def test_reference_iqa_rationale_follows_the_contract_and_the_score(records):
         assert re.search(verdict, out.think), out.think
         assert not re.search(r"composition|subject|mood", out.think)
     assert "blurred" in rationale(TeacherRequest("iqa", 10.0, {}, image))  # grounded: names the measured defect
+
+
+def test_every_iqa_template_and_factor_pair_fits_the_contract():
+    factors = list(IQA_FACTORS)
+    for score in (10.0, 30.0, 50.0, 70.0, 90.0):
+        for worst, second in itertools.permutations(factors, 2):
+            severities = {f: 0.0 for f in factors} | {worst: 1.0, second: 0.5}
+            for seed in range(4):  # each band has two openings and two closings
+                think = iqa_think(severities, score, random.Random(seed))
+                out = normalise(format_target(think, score), "iqa", score, (30, 50))
+                assert out.think == think and len(sentences(think)) == 2, think
 
 
 @pytest.mark.parametrize("with_notes", [True, False])

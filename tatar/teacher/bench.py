@@ -61,8 +61,9 @@ def bench_records(folder: Path, n: int, tag: str) -> list[ManifestRecord]:
             for i in range(n)]
 
 
-def measure(base_url: str, records: list[ManifestRecord], concurrency: int) -> float:
-    """Requests per second for ``records`` at ``concurrency``, through the stage's own job and check code."""
+def measure(base_url: str, records: list[ManifestRecord], concurrency: int) -> tuple[float, float]:
+    """(requests/s, client CPU ms per request) for ``records`` at ``concurrency``, through the stage's own job
+    and check code. The CPU figure is the ceiling at high concurrency: at most 1000 / ms requests per second."""
     cfg = TeacherConfig(base_url=base_url, concurrency=concurrency, max_retries=0, max_reasks=0, cache_dir="")
     prompts = load_prompts(cfg.prompt_version)
     by_id = {r.id: r for r in records}
@@ -72,12 +73,12 @@ def measure(base_url: str, records: list[ManifestRecord], concurrency: int) -> f
         record = by_id[job.id]
         return check(text, record.task, record.score_100, words(cfg, record))
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run = asyncio.run(run_chat_async(Endpoint.of(cfg), jobs, accept, base_url=base_url, progress=False))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if run.failures:
         raise RuntimeError(f"{len(run.failures)} bench requests failed, e.g. {run.failures[0].reason}")
-    return len(records) / seconds
+    return len(records) / seconds, 1000 * cpu / len(records)
 
 
 def run_bench(latency_ms: float = 100.0, requests: int = 256, concurrency: int = 64) -> float:
@@ -89,8 +90,9 @@ def run_bench(latency_ms: float = 100.0, requests: int = 256, concurrency: int =
                       f"a 96 px image attached to each")
         rates = {}
         for level in (1, concurrency):
-            rates[level] = measure(base_url, bench_records(folder, requests, f"c{level}"), level)
-            console.print(f"concurrency {level:>3}: {rates[level]:8.1f} requests/s")
+            rates[level], cpu_ms = measure(base_url, bench_records(folder, requests, f"c{level}"), level)
+            console.print(f"concurrency {level:>3}: {rates[level]:8.1f} requests/s "
+                          f"(client CPU {cpu_ms:.1f} ms per request)")
     ratio = rates[concurrency] / rates[1]
     print(f"ratio: {ratio:.1f}x", flush=True)
     return ratio

@@ -28,8 +28,15 @@ from urllib.parse import urlparse
 
 import openai
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from tatar.teacher.cache import ReplyCache
@@ -236,7 +243,8 @@ class _Runner:
                     outcomes[job.key] = await self._ask(job)
                     bar.advance(task, len(groups[job.key]))
 
-            workers = [asyncio.create_task(worker()) for _ in range(max(1, min(self.endpoint.concurrency, todo.qsize())))]
+            n_workers = max(1, min(self.endpoint.concurrency, todo.qsize()))
+            workers = [asyncio.create_task(worker()) for _ in range(n_workers)]
             try:
                 await asyncio.gather(*workers)
             finally:  # a fatal error in one worker stops the others; finished replies are already cached

@@ -118,19 +118,24 @@ IQA_FACTORS: dict[str, tuple[str, tuple[str, str, str], str]] = {
 
 # band -> (opening sentence patterns, closing sentences); {bad1} {bad2} {good1} {good2} are clauses.
 IQA_BANDS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    0: (("The image is badly degraded: {bad1}, and {bad2}.", "Severe distortion dominates the frame: {bad1}, and {bad2}."),
+    0: (("The image is badly degraded: {bad1}, and {bad2}.",
+         "Severe distortion dominates the frame: {bad1}, and {bad2}."),
         ("Little usable detail survives these distortions, so the technical quality is very poor overall.",
          "Almost nothing in the frame is rendered cleanly, so the technical quality sits at the bottom.")),
-    1: (("The image shows clear technical damage: {bad1}, and {bad2}.", "Two defects stand out here: {bad1}, and {bad2}."),
+    1: (("The image shows clear technical damage: {bad1}, and {bad2}.",
+         "Two defects stand out here: {bad1}, and {bad2}."),
         ("These defects are obvious at normal viewing size and hide real detail, so the technical quality is poor.",
          "The damage is plain at a glance and costs real detail, so the technical quality is low.")),
-    2: (("The main technical problem is that {bad1}, while {good1}.", "Technically the picture is mixed: {bad1}, while {good1}."),
+    2: (("The main technical problem is that {bad1}, while {good1}.",
+         "Technically the picture is mixed: {bad1}, while {good1}."),
         ("The damage is noticeable but not destructive, so the technical quality lands in the middle range.",
          "The flaw is visible without ruining the content, so the technical quality is only fair.")),
-    3: (("Technically the image holds up well: {good1}, although {bad1}.", "The capture is largely clean: {good1}, although {bad1}."),
+    3: (("Technically the image holds up well: {good1}, although {bad1}.",
+         "The capture is largely clean: {good1}, although {bad1}."),
         ("The flaw stays minor at normal viewing size, so the technical quality is good overall, though not flawless.",
          "Only close inspection reveals that weakness, so the technical quality is good.")),
-    4: (("The image is technically clean: {good1}, and {good2}.", "The capture is technically excellent: {good1}, and {good2}."),
+    4: (("The image is technically clean: {good1}, and {good2}.",
+         "The capture is technically excellent: {good1}, and {good2}."),
         ("No distortion is visible at normal viewing size, so the technical quality is excellent.",
          "Nothing degrades the signal in a way a viewer would notice, so the technical quality is outstanding.")),
 }
@@ -212,7 +217,8 @@ def _measured(name: str, m) -> str | None:
     light = "bright, airy" if m.brightness > 0.6 else ("dim, low-key" if m.brightness < 0.3 else "even")
     temperature = "warm" if m.warmth > 0.6 else ("cool" if m.warmth < 0.3 else "mixed warm and cool")
     if name == "visual_elements":
-        vivid = "richly saturated" if m.saturation > 0.45 else ("muted" if m.saturation < 0.2 else "moderately saturated")
+        vivid = ("richly saturated" if m.saturation > 0.45
+                 else "muted" if m.saturation < 0.2 else "moderately saturated")
         return f"the frame is built from {vivid}, {temperature} tones led by {m.dominant_hue} under {light} light"
     if name == "composition":
         where = {"thirds": "near a rule-of-thirds intersection", "centre": "squarely in the centre of the frame",

@@ -174,7 +174,8 @@ def print_summary(metrics: dict) -> None:
     for kind, n in metrics["failures_by_kind"].items():
         table.add_row(f"    {kind}", str(n))
     for task, row in metrics["by_task"].items():
-        table.add_row(task, f"{row['rationales']}/{row['records']} rationales, {row['think_words_mean']} words on average")
+        table.add_row(task, f"{row['rationales']}/{row['records']} rationales, "
+                            f"{row['think_words_mean']} words on average")
     t = metrics["teacher"]
     table.add_row("teacher calls", f"{t['calls']} ({t['reasks']} re-asks, {t['http_retries']} transport retries)")
     table.add_row("tokens", f"{t['prompt_tokens']} prompt, {t['completion_tokens']} completion")

@@ -7,7 +7,10 @@ holding at least two IAA images, and TRL's sampler keeps that order (``shuffle_d
 each prompt G times.
 
     tatar stage grpo                                                   # one process (CPU default)
-    accelerate launch --config_file configs/accelerate/zero3.yaml -m tatar.cli stage grpo   # GPUs
+    accelerate launch --config_file tatar/accelerate/zero3.yaml --num_processes 8 -m tatar.cli stage grpo
+
+On several processes every reward sees its own slice of the generation batch; the ranking gathers the whole batch
+(``tatar.rewards.gather_rows``), so a prompt's G completions may straddle processes.
 """
 
 from __future__ import annotations
