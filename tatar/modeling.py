@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from tatar.config import ModelConfig, Params, TinyModelConfig
+from tatar.errors import TatarError
 from tatar.prompts import QUESTIONS, SYSTEM_PROMPT
 from tatar.records import ATTRIBUTES, write_json
 
@@ -25,25 +26,14 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 # from every completion (every format reward 0). Single tokens still make the contract cheap to learn.
 CONTRACT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 
-# Text the tokenizer learns its merges from: the prompts, the contract and the vocabulary of the rationales.
-_VOCABULARY = """
-The image is sharp with fine detail and clean edges. The image is blurry and soft; edges are smeared by blur.
-Strong noise and grain cover the flat areas. Visible JPEG compression artifacts, blocking and ringing appear.
-The exposure is too bright and highlights are clipped; the exposure is too dark and shadows are crushed.
-Colours are washed out and desaturated; a colour cast tints the scene. Sharpness, noise, compression, exposure.
-The technical quality is high, good, fair, poor or bad. Overall the distortion is mild, moderate or severe.
-The composition places the subject off centre; the rule of thirds, leading lines, balance and symmetry guide the eye.
-Light is soft and warm, shadows add depth, contrast is strong. The palette is harmonious, vivid, muted or dull.
-The subject is clear and engaging; the background is cluttered or clean. The mood feels calm, joyful or tense.
-The theme is ordinary, the emotion is weak, the originality is limited; the overall aesthetic appeal is modest.
-Visual elements, composition, gestalt, technical execution, theme, emotion, originality and overall impression.
-A cat, a rocket, a cup of coffee, an astronaut, a motorcycle, a galaxy, a retina, a landscape, a portrait, a street.
-"""
+# Text the tokenizer learns its merges from, besides the prompts and the contract: the vocabulary of rationales.
+TOKENIZER_CORPUS = Path(__file__).with_name("tokenizer_corpus.txt")
 
 
 def tokenizer_corpus() -> list[str]:
+    text = [line for line in TOKENIZER_CORPUS.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
     numbers = [f"<answer>{x / 4:.2f}</answer>" for x in range(0, 401)]
-    return [SYSTEM_PROMPT, *QUESTIONS.values(), _VOCABULARY, " ".join(ATTRIBUTES).replace("_", " "),
+    return [SYSTEM_PROMPT, *QUESTIONS.values(), *text, " ".join(ATTRIBUTES).replace("_", " "),
             *CONTRACT_TOKENS, *numbers]
 
 
@@ -130,7 +120,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
     return out_dir
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(TatarError):
     """A base model or checkpoint cannot be resolved or loaded; the message says why and what to do."""
 
 
@@ -239,15 +229,12 @@ def run(params: Params) -> None:
 
     cfg = params.model
     shutil.rmtree(BASE_DIR, ignore_errors=True)
-    try:
-        if cfg.base == "tiny":
-            build_tiny_model(cfg.tiny, BASE_DIR, cfg.min_pixels, cfg.max_pixels)
-            from transformers import AutoModelForImageTextToText
+    if cfg.base == "tiny":
+        build_tiny_model(cfg.tiny, BASE_DIR, cfg.min_pixels, cfg.max_pixels)
+        from transformers import AutoModelForImageTextToText
 
-            n = AutoModelForImageTextToText.from_pretrained(BASE_DIR).num_parameters()
-            print(f"base_model: built tiny Qwen2.5-VL ({n / 1e6:.2f}M parameters) in {BASE_DIR}")
-        else:
-            ref = write_reference(cfg.base, BASE_DIR)
-            print(f"base_model: {ref['kind']} {ref['base']} recorded in {BASE_DIR / REFERENCE_FILE}")
-    except ModelLoadError as exc:
-        raise SystemExit(f"base_model: {exc}") from None
+        n = AutoModelForImageTextToText.from_pretrained(BASE_DIR).num_parameters()
+        print(f"base_model: built tiny Qwen2.5-VL ({n / 1e6:.2f}M parameters) in {BASE_DIR}")
+    else:
+        ref = write_reference(cfg.base, BASE_DIR)
+        print(f"base_model: {ref['kind']} {ref['base']} recorded in {BASE_DIR / REFERENCE_FILE}")

@@ -16,13 +16,10 @@ IQA_FACTORS = ["blur smears the edges and fine texture", "grain and noise cover 
                "compression leaves blocking around the edges", "the exposure clips the highlights"]
 IAA_SENTENCES = [
     "The visual elements are a bold shape and a {adj} palette that hold the eye.",
-    "The composition places the subject off centre, and leading lines guide the gaze across the frame.",
-    "As a whole the gestalt feels {adj}, with balance between the busy and the empty areas.",
-    "Technical execution is careful: light is soft, contrast is moderate and the colours stay natural.",
-    "The theme is an ordinary scene, yet the framing gives it a quiet story worth a second look.",
-    "Emotionally it reads as calm and {adj}, inviting the viewer to linger rather than move on.",
-    "Originality is limited because the viewpoint is familiar, although the light adds some freshness.",
-    "Overall the aesthetic appeal is {level}, a pleasant picture that never quite becomes striking.",
+    "The composition places the subject off centre and leading lines guide the gaze.",
+    "Light is soft, contrast is moderate and the colours stay natural.",
+    "It reads as calm and {adj}, inviting the viewer to linger.",
+    "Overall the aesthetic appeal is {level}, pleasant but never striking.",
 ]
 ADJ = ["warm", "muted", "vivid", "harmonious"]
 LEVELS = ["modest", "fair", "good", "high"]

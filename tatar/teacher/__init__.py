@@ -5,4 +5,4 @@ reference teacher (``server`` + ``reference`` + ``measures``), the ``rationales`
 
 REFERENCE_MODEL = "tatar-reference-teacher"  # the model name the local reference teacher answers to
 # Bump when the reference teacher's writing changes: it is part of the cache key of its replies.
-REFERENCE_REVISION = "1"
+REFERENCE_REVISION = "2"

@@ -1,45 +1,66 @@
 """``tatar bench teacher``: generation throughput of the real client path, sequential against concurrent.
 
-The reference teacher runs in its own process with a fixed added latency (a real teacher runs elsewhere too);
-the client side is exactly the stage's: manifest records -> prompt files -> image files read and sent as data
-URLs -> ``run_chat_async`` with the normaliser as the check. Each level gets fresh records (no cache), and the
-last line printed is ``ratio: N.Nx``, concurrent requests/s over sequential requests/s.
+The reference teacher runs in its own process (``tatar teacher serve``) with a fixed added latency, as a real
+teacher runs elsewhere: in a thread of the client's process it would share the GIL and take the client's CPU.
+The client side is exactly the stage's: manifest records -> prompt files -> image files sent as data URLs ->
+``run_chat_async`` with the normaliser as the check, on one ``AsyncOpenAI`` client reused for every level.
+Each level gets fresh records (no reply cache). Printed per level: requests/s and the CPU milliseconds per
+request of the client and of the server process (what bounds the concurrent rate on a small machine), plus the
+machine's load; the last line is ``ratio: N.Nx``, concurrent requests/s over sequential requests/s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import openai
 from PIL import Image
 from rich.console import Console
 
 from tatar.config import TeacherConfig
 from tatar.records import ManifestRecord
-from tatar.teacher.client import Endpoint, run_chat_async
+from tatar.teacher.client import Endpoint, make_client, run_chat_async
 from tatar.teacher.normalise import check
 from tatar.teacher.prompts import load_prompts
 from tatar.teacher.stage import teacher_job, words
 
 IMAGES = 8  # distinct 96 px photographs attached in turn
+RETRIES = 2  # a transport hiccup is retried (and counted) rather than failing the whole benchmark
+
+
+@dataclass
+class TeacherProcess:
+    base_url: str
+    pid: int
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds the server process has used so far (Linux ``/proc``; None elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
 
 
 @contextmanager
-def teacher_process(latency_ms: float) -> Iterator[str]:
-    """``tatar teacher serve`` on a free port in a child process; yields its base URL."""
+def teacher_process(latency_ms: float) -> Iterator[TeacherProcess]:
+    """``tatar teacher serve`` on a free port in a child process."""
     proc = subprocess.Popen([sys.executable, "-m", "tatar.cli", "teacher", "serve", "--port", "0",
                              "--latency-ms", str(latency_ms)], stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         if not line.startswith("serving "):
             raise RuntimeError(f"reference teacher failed to start (exit code {proc.poll()}): {line!r}")
-        yield line.split()[1]
+        yield TeacherProcess(base_url=line.split()[1], pid=proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -61,10 +82,19 @@ def bench_records(folder: Path, n: int, tag: str) -> list[ManifestRecord]:
             for i in range(n)]
 
 
-def measure(base_url: str, records: list[ManifestRecord], concurrency: int) -> tuple[float, float]:
-    """(requests/s, client CPU ms per request) for ``records`` at ``concurrency``, through the stage's own job
-    and check code. The CPU figure is the ceiling at high concurrency: at most 1000 / ms requests per second."""
-    cfg = TeacherConfig(base_url=base_url, concurrency=concurrency, max_retries=0, max_reasks=0, cache_dir="")
+@dataclass
+class Level:
+    rate: float  # requests/s
+    client_ms: float  # client CPU per request
+    server_ms: float | None  # server process CPU per request
+    retries: int  # transport retries made by the openai client
+
+
+async def measure(server: TeacherProcess, client: openai.AsyncOpenAI, records: list[ManifestRecord],
+                  concurrency: int) -> Level:
+    """Run ``records`` at ``concurrency`` through the stage's own job and check code on ``client``."""
+    cfg = TeacherConfig(base_url=server.base_url, concurrency=concurrency, max_retries=RETRIES, max_reasks=0,
+                        cache_dir="")
     prompts = load_prompts(cfg.prompt_version)
     by_id = {r.id: r for r in records}
     jobs = [teacher_job(r, cfg, prompts) for r in records]
@@ -73,26 +103,41 @@ def measure(base_url: str, records: list[ManifestRecord], concurrency: int) -> t
         record = by_id[job.id]
         return check(text, record.task, record.score_100, words(cfg, record))
 
+    server_cpu = server.cpu_s()
     start, cpu = time.perf_counter(), time.process_time()
-    run = asyncio.run(run_chat_async(Endpoint.of(cfg), jobs, accept, base_url=base_url, progress=False))
+    run = await run_chat_async(Endpoint.of(cfg), jobs, accept, base_url=server.base_url, progress=False,
+                               client=client)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    server_end = server.cpu_s()
     if run.failures:
         raise RuntimeError(f"{len(run.failures)} bench requests failed, e.g. {run.failures[0].reason}")
-    return len(records) / seconds, 1000 * cpu / len(records)
+    n = len(records)
+    server_ms = 1000 * (server_end - server_cpu) / n if server_cpu is not None and server_end is not None else None
+    return Level(rate=n / seconds, client_ms=1000 * cpu / n, server_ms=server_ms, retries=run.stats.http_retries)
+
+
+async def _levels(server: TeacherProcess, folder: Path, requests: int, concurrency: int) -> dict[int, Level]:
+    endpoint = Endpoint.of(TeacherConfig(base_url=server.base_url, concurrency=concurrency, max_retries=RETRIES))
+    async with make_client(endpoint, server.base_url) as client:  # one client, its connections kept warm
+        # Imports, connections, the server's image-measure cache: nothing of this belongs to a level.
+        await measure(server, client, bench_records(folder, 2 * concurrency, "warmup"), concurrency)
+        return {level: await measure(server, client, bench_records(folder, requests, f"c{level}"), level)
+                for level in (1, concurrency)}
 
 
 def run_bench(latency_ms: float = 100.0, requests: int = 256, concurrency: int = 64) -> float:
     console = Console()
-    with tempfile.TemporaryDirectory() as tmp, teacher_process(latency_ms) as base_url:
-        folder = Path(tmp)
-        measure(base_url, bench_records(folder, 16, "warmup"), concurrency)  # imports, connections, image cache
-        console.print(f"reference teacher at {base_url}, {latency_ms:g} ms latency, {requests} requests per level, "
-                      f"a 96 px image attached to each")
-        rates = {}
-        for level in (1, concurrency):
-            rates[level], cpu_ms = measure(base_url, bench_records(folder, requests, f"c{level}"), level)
-            console.print(f"concurrency {level:>3}: {rates[level]:8.1f} requests/s "
-                          f"(client CPU {cpu_ms:.1f} ms per request)")
-    ratio = rates[concurrency] / rates[1]
+    with tempfile.TemporaryDirectory() as tmp, teacher_process(latency_ms) as server:
+        console.print(f"reference teacher at {server.base_url} (pid {server.pid}), {latency_ms:g} ms latency, "
+                      f"{requests} requests per level, a 96 px image attached to each")
+        levels = asyncio.run(_levels(server, Path(tmp), requests, concurrency))
+        for level, m in levels.items():
+            server_ms = f"{m.server_ms:.1f}" if m.server_ms is not None else "?"
+            retried = f", {m.retries} transport retries" if m.retries else ""
+            console.print(f"concurrency {level:>3}: {m.rate:8.1f} requests/s "
+                          f"(CPU per request: client {m.client_ms:.1f} ms, server {server_ms} ms{retried})")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    console.print(f"load average (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
+    ratio = levels[concurrency].rate / levels[1].rate
     print(f"ratio: {ratio:.1f}x", flush=True)
     return ratio

@@ -87,11 +87,7 @@ def quality_measures(pixels: Pixels) -> QualityMeasures:
     resp = ndimage.convolve(gray, kernel)[1:-1, 1:-1]
     noise = float(np.sqrt(np.pi / 2) * np.mean(np.abs(resp)) / 6.0)
 
-    dx = np.abs(np.diff(pixels.crop, axis=1))
-    dy = np.abs(np.diff(pixels.crop, axis=0))
-    border_x = dx[:, BLOCK - 1 :: BLOCK].mean() if dx.shape[1] >= BLOCK else 0.0
-    border_y = dy[BLOCK - 1 :: BLOCK, :].mean() if dy.shape[0] >= BLOCK else 0.0
-    blockiness = float((border_x + border_y) / (dx.mean() + dy.mean() + 1e-8))
+    blockiness = _block_ratio(pixels.crop)
 
     r, g, b = (rgb[..., i] * 255.0 for i in range(3))
     rg, yb = r - g, 0.5 * (r + g) - b
@@ -107,6 +103,108 @@ def quality_measures(pixels: Pixels) -> QualityMeasures:
         contrast=float(gray.std()),
         colourfulness=colourfulness,
     )
+
+
+# ------------------------------------------------------------------------------------ IQA, per region
+GRID = 3  # the frame is read as a 3 x 3 grid of regions: (row, col), (0, 0) top left
+DEFECTS = ("blur", "noise", "compression", "overexposure", "underexposure", "low_contrast", "dull_colour")
+
+
+@dataclass(frozen=True)
+class Spot:
+    """Where one technical factor shows in the frame."""
+
+    worst: tuple[int, int]  # the region where the defect is most visible
+    best: tuple[int, int]  # the region where it is least visible (the factor is at its best)
+    spread: float  # share of regions where it is at least half as visible as in the worst one (1 = everywhere)
+
+
+@dataclass(frozen=True)
+class QualityView:
+    """Everything the reference teacher's IQA writing draws on, per image: how bad each defect is (``severity``,
+    0-1, the thresholds set on distorted photos), a finer-grained ``soft`` grade of the same factors that still
+    tells clean images apart (0 = as good as photos get, 1 = at the defect threshold or worse), and ``spots``."""
+
+    severity: dict[str, float]
+    soft: dict[str, float]
+    spots: dict[str, Spot]
+
+
+def _soft(sharpness, noise, blockiness, brightness, highlights, shadows, contrast, colourfulness) -> dict[str, float]:
+    """Wide ramps from "excellent" to each defect's threshold; they order factors where severities are all 0."""
+    return {
+        "blur": _ramp(sharpness, 1.3, 0.3),
+        "noise": _ramp(noise, 0.004, 0.045),
+        "compression": _ramp(blockiness, 1.0, 1.4),
+        "overexposure": max(_ramp(brightness, 0.45, 0.8), _ramp(highlights, 0.0, 0.25)),
+        "underexposure": max(_ramp(brightness, 0.45, 0.15), _ramp(shadows, 0.0, 0.3)),
+        "low_contrast": _ramp(contrast, 0.3, 0.06),
+        "dull_colour": _ramp(colourfulness, 60.0, 8.0),
+    }
+
+
+def _cells(a: np.ndarray, align: int = 1) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """The GRID x GRID regions of ``a``; inner borders rounded down to multiples of ``align``."""
+    h, w = a.shape[:2]
+    ys, xs = ((np.linspace(0, n, GRID + 1) // align * align).astype(int) for n in (h, w))
+    ys[-1], xs[-1] = h, w
+    return [((r, c), a[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]) for r in range(GRID) for c in range(GRID)]
+
+
+def _spot(badness: dict[tuple[int, int], float]) -> Spot:
+    worst = max(badness, key=lambda k: (badness[k], -k[0], -k[1]))
+    best = min(badness, key=lambda k: (badness[k], k[0], k[1]))
+    top = badness[worst]
+    spread = float(np.mean([v >= 0.5 * top for v in badness.values()])) if top > 1e-6 else 0.0
+    return Spot(worst=worst, best=best, spread=spread)
+
+
+def quality_view(pixels: Pixels) -> QualityView:
+    """Global severities plus, per factor, the region where it is worst and best and how far it spreads."""
+    m = quality_measures(pixels)
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+    gray = _luma(pixels.small)
+    gy, gx = np.gradient(gray)
+    grad, lap = gx**2 + gy**2, ndimage.laplace(gray) ** 2
+    resid = np.abs(ndimage.convolve(gray, kernel)) * (np.sqrt(np.pi / 2) / 6.0)
+    r, g, b = (pixels.small[..., i] * 255.0 for i in range(3))
+    rg, yb = r - g, 0.5 * (r + g) - b
+    stack = np.stack([gray, grad, lap, resid, rg, yb], axis=-1)
+
+    local: dict[tuple[int, int], dict[str, float]] = {}
+    energy: dict[tuple[int, int], float] = {}
+    for cell, block in _cells(stack):
+        cg, cgrad, clap, cres, crg, cyb = (block[..., i] for i in range(6))
+        energy[cell] = float(cgrad.mean())
+        local[cell] = _soft(
+            sharpness=float(clap.mean()) / (float(cgrad.mean()) + 1e-8) / 4.0, noise=float(cres.mean()),
+            blockiness=m.blockiness, brightness=float(cg.mean()), highlights=float(np.mean(cg > 0.98)),
+            shadows=float(np.mean(cg < 0.02)), contrast=float(cg.std()),
+            colourfulness=float(np.hypot(crg.std(), cyb.std()) + 0.3 * np.hypot(crg.mean(), cyb.mean())))
+    # Blur shows where there is structure to smear, noise where the surface is flat: weigh regions accordingly.
+    median = float(np.median(list(energy.values()))) + 1e-8
+    textured = {k for k, e in energy.items() if e >= 0.5 * median}
+    flat = sorted(energy, key=energy.get)[: max(3, len(energy) // 2)]
+    blocks = {cell: _block_ratio(crop) for cell, crop in _cells(pixels.crop, align=BLOCK)}
+    spots = {}
+    for defect in DEFECTS:
+        badness = {k: v[defect] for k, v in local.items()}
+        if defect == "blur":
+            badness = {k: v for k, v in badness.items() if k in textured} or badness
+        elif defect == "noise":
+            badness = {k: badness[k] for k in flat}
+        elif defect == "compression":
+            badness = blocks
+        spots[defect] = _spot(badness)
+    return QualityView(severity=m.severities(), soft=_soft(**vars(m)), spots=spots)
+
+
+def _block_ratio(luma: np.ndarray) -> float:
+    """Gradient across 8-px block borders over gradient inside blocks (1 = no blocking)."""
+    dx, dy = np.abs(np.diff(luma, axis=1)), np.abs(np.diff(luma, axis=0))
+    border_x = dx[:, BLOCK - 1 :: BLOCK].mean() if dx.shape[1] >= BLOCK else 0.0
+    border_y = dy[BLOCK - 1 :: BLOCK, :].mean() if dy.shape[0] >= BLOCK else 0.0
+    return float((border_x + border_y) / (dx.mean() + dy.mean() + 1e-8))
 
 
 # ---------------------------------------------------------------------------------------------- IAA

@@ -57,13 +57,19 @@ class ServerStats:
     bad_requests: int = 0
 
 
-def _judge_verdict(messages: list[dict]) -> str | None:
-    """The validation helper's judge answers judge prompts; None for everything else (or when absent)."""
+def _judge_module():
+    """The validation helper's judge (imported once, at app creation, not on the first request); None if absent."""
     try:
-        from tatar.validation.judge import reference_verdict
-    except (ImportError, AttributeError):
+        from tatar.validation import judge
+    except ImportError:
         return None
-    return reference_verdict(messages)
+    return judge
+
+
+def _judge_verdict(judge, messages: list[dict]) -> str | None:
+    """The judge answers judge prompts; None for everything else (or when there is no judge)."""
+    verdict = getattr(judge, "reference_verdict", None)  # looked up per call, so tests can swap it
+    return verdict(messages) if verdict is not None else None
 
 
 async def _hang(request: Request, seconds: float) -> None:
@@ -81,6 +87,7 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
 def create_app(faults: Faults = Faults(), stats: ServerStats | None = None) -> Starlette:
     stats = stats if stats is not None else ServerStats()
     rng = random.Random(faults.seed)  # one event loop: draws are sequential and reproducible per arrival order
+    judge = _judge_module()
 
     async def chat(request: Request) -> JSONResponse:
         stats.requests += 1
@@ -101,9 +108,9 @@ def create_app(faults: Faults = Faults(), stats: ServerStats | None = None) -> S
             return _error(429, "rate limited on purpose", "rate_limit") if rng.random() < 0.5 else \
                 _error(500, "failed on purpose", "server_error")
         try:
-            text = _judge_verdict(messages)
+            text = _judge_verdict(judge, messages)
             if text is None:
-                text = rationale(parse_request(messages))  # about a millisecond: measures are cached per image
+                text = rationale(parse_request(messages))  # measures are cached by image content hash
                 stats.completions += 1
             else:
                 stats.judged += 1
@@ -153,9 +160,12 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _config(app: Starlette, **kwargs) -> uvicorn.Config:
-    # Graceful shutdown waits at most 1 s for hung (fault-injected) requests before cancelling them.
+    # Graceful shutdown waits at most 1 s for hung (fault-injected) requests before cancelling them. Idle
+    # keep-alive connections stay open longer than clients keep them (httpx and openai's aiohttp transport: 5 s),
+    # so the client always closes first: a server closing one just as the client reuses it fails that request
+    # (openai's aiohttp transport reports it as a timeout).
     return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1,
-                          backlog=4096, **kwargs)
+                          backlog=4096, timeout_keep_alive=75, **kwargs)
 
 
 class ReferenceServer:

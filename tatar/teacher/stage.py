@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -118,9 +118,44 @@ def record_key(record: ManifestRecord, cfg: TeacherConfig, prompts: PromptSet) -
 
 
 def image_data_url(path: Path) -> str:
-    """The file's own bytes as a base64 data URL (no re-encoding: the sha256 in the manifest still holds)."""
-    mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    """The file's own bytes as a base64 data URL (no re-encoding: the sha256 in the manifest still holds).
+    Each file is encoded once while it stays unchanged: records sharing an image (both tasks, re-runs in one
+    process, the benchmark) reuse the string from a small cache bounded by its total size."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    url = _DATA_URLS.get(key)
+    if url is None:
+        mime = mimetypes.guess_type(path.name)[0] or "image/png"
+        url = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+        _DATA_URLS.put(key, url)
+    return url
+
+
+class _SizedCache:
+    """Least-recently-used strings up to ``max_chars`` in total."""
+
+    def __init__(self, max_chars: int):
+        self.max_chars, self.chars = max_chars, 0
+        self.items: OrderedDict[tuple, str] = OrderedDict()
+
+    def get(self, key: tuple) -> str | None:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        return None
+
+    def put(self, key: tuple, value: str) -> None:
+        if len(value) > self.max_chars:
+            return
+        if key in self.items:
+            self.chars -= len(self.items[key])
+        self.items[key] = value
+        self.chars += len(value)
+        while self.chars > self.max_chars:
+            self.chars -= len(self.items.popitem(last=False)[1])
+
+
+_DATA_URLS = _SizedCache(64 * 2**20)
 
 
 def to_rationale(record: ManifestRecord, raw: str, key: str, cfg: TeacherConfig) -> RationaleRecord:

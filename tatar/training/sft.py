@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tatar.config import Params, SFTConfig
+from tatar.errors import TatarError
 from tatar.hashing import sha256_file, tree_hash
 from tatar.lineage import write_lineage
 from tatar.modeling import BASE_DIR, ModelLoadError, load_from_config, resolve_model
@@ -68,15 +69,21 @@ def build_examples(records: list[RationaleRecord], cfg: SFTConfig) -> list[Examp
     return examples
 
 
+class CorpusError(TatarError):
+    """The SFT corpus is missing or a record cannot be trained on."""
+
+
 def load_corpus(path: Path = CORPUS) -> list[RationaleRecord]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no corpus (run stages rationales and validate first)")
+        raise CorpusError(f"{path}: no corpus (run stages rationales and validate first)")
     records = read_records(path, RationaleRecord)
+    if not records:
+        raise CorpusError(f"{path}: the corpus holds no records (see data/corpus/rejected.jsonl)")
     for r in records:
         if not r.path.is_file():
-            raise FileNotFoundError(f"{path}: record {r.id!r}: image {r.path} not found")
+            raise CorpusError(f"{path}: record {r.id!r}: image {r.path} not found")
         if parse_answer(f"<answer>{r.answer}</answer>") is None:
-            raise ValueError(f"{path}: record {r.id!r}: answer {r.answer!r} is not a number")
+            raise CorpusError(f"{path}: record {r.id!r}: answer {r.answer!r} is not a number")
     return records
 
 
@@ -227,13 +234,6 @@ def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report
 
 def run(params: Params) -> None:
     """Stage sft: corpus + base model -> ``data/models/sft`` (checkpoint, model card, check, lineage last)."""
-    try:
-        _run(params)
-    except ModelLoadError as exc:
-        raise SystemExit(f"sft: {exc}") from None
-
-
-def _run(params: Params) -> None:
     records = load_corpus()
     examples = build_examples(records, params.sft)
     summary = dropout_summary(examples)
