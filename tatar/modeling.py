@@ -32,7 +32,7 @@ TOKENIZER_CORPUS = Path(__file__).with_name("tokenizer_corpus.txt")
 
 def tokenizer_corpus() -> list[str]:
     text = [line for line in TOKENIZER_CORPUS.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
-    numbers = [f"<answer>{x / 4:.2f}</answer>" for x in range(0, 401)]
+    numbers = [f"<answer>{x / 4:.2f}</answer>" for x in range(401)]
     return [SYSTEM_PROMPT, *QUESTIONS.values(), *text, " ".join(ATTRIBUTES).replace("_", " "),
             *CONTRACT_TOKENS, *numbers]
 
@@ -138,8 +138,8 @@ def _check_available(location: str) -> None:
     from transformers import AutoConfig
 
     if Path(location).is_dir():
-        if not (Path(location) / "config.json").is_file():
-            raise ModelLoadError(f"{location}: not a Hugging Face model folder (no config.json)")
+        if not any((Path(location) / name).is_file() for name in ("config.json", "adapter_config.json")):
+            raise ModelLoadError(f"{location}: not a Hugging Face model folder (no config.json or adapter_config.json)")
         return
     try:
         AutoConfig.from_pretrained(location)
@@ -228,6 +228,8 @@ def run(params: Params) -> None:
     import shutil
 
     cfg = params.model
+    if cfg.base != "tiny":
+        _check_available(cfg.base)  # before removing the previous output: a typo must not cost the old base
     shutil.rmtree(BASE_DIR, ignore_errors=True)
     if cfg.base == "tiny":
         build_tiny_model(cfg.tiny, BASE_DIR, cfg.min_pixels, cfg.max_pixels)

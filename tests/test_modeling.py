@@ -52,11 +52,16 @@ def test_chat_template_gets_trl_training_template(tiny):
     assert get_training_chat_template(tiny[1]) == qwen2_5_vl_training_chat_template
 
 
-def test_pixel_budget_bounds_image_tokens(tiny):
-    cfg = ModelConfig()
-    processor = tiny[1]
-    big = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=[_images(1)[0].resize((640, 480))])
-    assert int(big["image_grid_thw"].prod()) <= cfg.max_pixels // (14 * 14)
+def test_pixel_budget_bounds_image_tokens(tiny, tiny_model_dir):
+    big_image = _images(1)[0].resize((640, 480))
+
+    def patches(processor):
+        out = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=[big_image])
+        return int(out["image_grid_thw"].prod())
+
+    assert patches(tiny[1]) <= ModelConfig().max_pixels // (14 * 14)  # the budget saved with the tiny model
+    _, wider = load_model_and_processor(tiny_model_dir, max_pixels=28 * 28 * 64)  # overridden at load time
+    assert ModelConfig().max_pixels // (14 * 14) < patches(wider) <= 28 * 28 * 64 // (14 * 14)
 
 
 def test_generate_batched_equals_one_by_one(tiny):
@@ -94,3 +99,16 @@ def test_reference_to_local_model_loads_through_base_dir(tiny_model_dir, tmp_pat
     assert model.dtype == torch.float32
     with pytest.raises(ModelLoadError, match="no config.json"):
         write_reference(str(tmp_path), tmp_path / "base2")
+
+
+def test_stage_base_model_builds_tiny_and_keeps_it_on_a_bad_reference(tmp_path, monkeypatch, capsys):
+    from tatar.config import Params
+    from tatar.modeling import BASE_DIR, run
+
+    monkeypatch.chdir(tmp_path)
+    run(Params())
+    assert "built tiny Qwen2.5-VL" in capsys.readouterr().out
+    before = file_hashes(BASE_DIR)
+    with pytest.raises(ModelLoadError, match="no-such-model"):
+        run(Params.model_validate({"model": {"base": "nobody-here/no-such-model"}}))
+    assert file_hashes(BASE_DIR) == before

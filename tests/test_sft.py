@@ -1,5 +1,7 @@
 """SFT data: asymmetric thought dropout, task interleaving, and the assistant-only loss mask."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -52,7 +54,7 @@ def test_tasks_interleave_with_mixing_probability():
     tasks = [e.record.task for e in examples]
     assert len(tasks) == 1200
     assert abs(tasks.count("iqa") / len(tasks) - 0.7) < 0.04
-    switches = sum(a != b for a, b in zip(tasks, tasks[1:]))
+    switches = sum(a != b for a, b in itertools.pairwise(tasks))
     assert switches > 300  # interleaved, not two blocks
 
 

@@ -2,18 +2,15 @@
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from sft_fixtures import write_corpus, write_test_manifests
 
 from tatar.config import Params
 from tatar.modeling import ModelLoadError
 from tatar.training import sft
 from tatar.training.sft import CorpusError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from sft_fixtures import write_corpus, write_test_manifests  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

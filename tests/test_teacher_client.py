@@ -176,6 +176,40 @@ def test_refused_credentials_abort_the_run(tmp_path, monkeypatch):
             asyncio.run(run_chat_async(ep, jobs, lambda j, t: (True, ""), base_url=server.base_url, progress=False))
 
 
+def test_replies_are_read_from_the_plain_chat_completion_json(tmp_path, monkeypatch):
+    """The runner posts the chat body through the openai client and reads the reply's JSON itself: content,
+    model and token usage come through, and a 200 that is not a chat completion is re-asked, then a failure."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    import tatar.teacher.server as server_module
+
+    bodies = []
+
+    async def answer(request):
+        body = await request.json()
+        bodies.append(body)
+        if body["messages"][0]["content"] == "garbage":  # a re-ask repeats the question first
+            return PlainTextResponse("not json")
+        return JSONResponse({"model": "served-model", "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}}]})
+
+    monkeypatch.setattr(server_module, "create_app", lambda faults, stats: Starlette(
+        routes=[Route("/v1/chat/completions", answer, methods=["POST"])]))
+    with serve_in_thread() as server:
+        ep = Endpoint(server.base_url, "m", "K", 2, 5.0, 0, 1, str(tmp_path))
+        jobs = [Job(text, text, lambda text=text: [{"role": "user", "content": text}], Sampling(0.3, 0.8, 140))
+                for text in ("hello", "garbage")]
+        run = asyncio.run(run_chat_async(ep, jobs, lambda j, t: (t == "fine", "not fine"), base_url=server.base_url,
+                                         progress=False))
+    assert [(r.id, r.text, r.model) for r in run.replies] == [("hello", "fine", "served-model")]
+    assert [(f.id, f.attempts) for f in run.failures] == [("garbage", 2)] and "malformed" in run.failures[0].reason
+    assert (run.stats.prompt_tokens, run.stats.completion_tokens, run.stats.reasks) == (7, 3, 1)
+    assert bodies[0] == {"model": "m", "messages": [{"role": "user", "content": "hello"}], "temperature": 0.3,
+                         "top_p": 0.8, "max_tokens": 140}
+
+
 # --------------------------------------------------------------------------------------------- server
 def test_server_protocol_models_health_and_bad_prompts():
     with serve_in_thread() as server:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -102,6 +103,9 @@ def test_sigkill_mid_run_then_resume_redoes_nothing(tmp_path):
 @pytest.mark.slow
 def test_bench_prints_both_rates_and_the_ratio_last(capsys):
     ratio = run_bench(latency_ms=50, requests=24, concurrency=8)
-    lines = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
     assert lines[-1] == f"ratio: {ratio:.1f}x" and ratio > 3  # 8 overlapping requests: ideally 8x
     assert any("concurrency   1" in line for line in lines) and any("concurrency   8" in line for line in lines)
+    server_pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
+    assert server_pid != os.getpid()  # the server runs in its own process, not a thread of the client's

@@ -3,12 +3,16 @@
 It reads the same rendered prompt a real teacher gets (the ``TASK:``, ``SCORE:`` and ``ATTRIBUTE name:`` lines of
 ``tatar/teacher/prompts/<version>/*.txt``, plus an attached image) and answers in the output contract:
 
-- IQA, fast: two sentences, 30-50 words, naming one or two technical factors picked by the measured defect
-  severities (blur, noise, compression, exposure, contrast, colour), with the verdict set by the score's band;
+- IQA, fast: two sentences, 30-50 words, on one or two technical factors (blur, noise, compression, exposure,
+  contrast, colour) picked by the measures: the main defect with its strength in words and where it shows (a
+  3 x 3 reading of the frame, or everywhere), then a second defect or a factor that is clean; the verdict and
+  the strength words follow the score's band (a low score never rests on a "slight" defect);
 - IAA, slow: a narrative over the eight ArtiMuse attributes in order, paraphrasing the attribute notes when
   given and describing the measured composition, balance, palette and subject when the image is attached.
 
-The score never appears in ``<think>``: words carry the band, the number only goes into ``<answer>``.
+Phrasing variants are drawn by a generator seeded from the request (image hash, score, notes), so the writing is
+deterministic per request yet two images rarely share a rationale (the validate stage rejects repeats). The score
+never appears in ``<think>``: words carry the band and the magnitudes, the number only goes into ``<answer>``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import base64
 import hashlib
 import random
 import re
-from dataclasses import dataclass
+from functools import cached_property
 
 from tatar.parsing import format_target
 from tatar.records import ATTRIBUTES, Task
@@ -33,24 +37,49 @@ from tatar.teacher.measures import (
 TASK_RE = re.compile(r"^TASK:\s*(iqa|iaa)\s*$", re.MULTILINE)
 SCORE_RE = re.compile(r"^SCORE:\s*([0-9]+(?:\.[0-9]+)?)", re.MULTILINE)
 ATTRIBUTE_RE = re.compile(r"^ATTRIBUTE\s+(\w+):\s*(.+?)\s*$", re.MULTILINE)
-DATA_URL_RE = re.compile(r"^data:image/[\w.+-]+;base64,(.*)$", re.DOTALL)
+DATA_URL_RE = re.compile(r"data:image/[\w.+-]+;base64,")
 
 
 class BadRequest(ValueError):
     """The request is not a teacher prompt this server understands (answered with HTTP 400)."""
 
 
-@dataclass(frozen=True)
 class TeacherRequest:
-    task: Task
-    score: float
-    attributes: dict[str, str]
-    image: bytes | None
+    """A parsed prompt: task, score, attribute notes and the attached image, if any. An image that came as a data
+    URL is kept as sent and decoded only when ``image`` is first read; ``digest`` (sha256 of its base64 text, the
+    same for raw bytes given directly) identifies it, so measures of an image seen before are reused without
+    decoding it again."""
+
+    def __init__(self, task: Task, score: float, attributes: dict[str, str], image: bytes | None = None, *,
+                 image_b64: str | None = None):
+        self.task, self.score, self.attributes = task, score, attributes
+        self._image, self._image_b64 = image, image_b64
+
+    @property
+    def image(self) -> bytes | None:
+        if self._image is None and self._image_b64 is not None:
+            try:
+                self._image = base64.b64decode(self._image_b64)
+            except ValueError as exc:  # binascii.Error
+                raise BadRequest(f"the attached image is not valid base64: {exc}") from None
+        return self._image
+
+    @cached_property
+    def digest(self) -> str | None:
+        if self._image_b64 is not None:
+            return hashlib.sha256(self._image_b64.encode()).hexdigest()
+        if self._image is not None:
+            return hashlib.sha256(base64.b64encode(self._image)).hexdigest()
+        return None
+
+    def __repr__(self) -> str:
+        return (f"TeacherRequest(task={self.task!r}, score={self.score!r}, attributes={self.attributes!r}, "
+                f"image={'sha256 of base64 ' + self.digest[:12] if self.digest else None})")
 
 
 def parse_request(messages: list[dict]) -> TeacherRequest:
     """Task, score and attributes from the prompt lines; the first attached image (data URL) if any."""
-    texts, images = [], []
+    texts, image = [], None
     for message in messages:
         if message.get("role") == "assistant":
             continue  # a re-ask carries the rejected reply; the prompt lines come from the user turns
@@ -61,14 +90,14 @@ def parse_request(messages: list[dict]) -> TeacherRequest:
                 texts.append(part["text"])
             elif part.get("type") == "image_url":
                 url = part["image_url"]["url"] if isinstance(part["image_url"], dict) else part["image_url"]
-                if m := DATA_URL_RE.match(url):
-                    images.append(base64.b64decode(m.group(1)))
+                if image is None and (m := DATA_URL_RE.match(url)):
+                    image = url[m.end():]
     text = "\n".join(texts)
     task, score = TASK_RE.search(text), SCORE_RE.search(text)
     if not task or not score:
         raise BadRequest("the reference teacher needs 'TASK: iqa|iaa' and 'SCORE: NN.NN' lines in the prompt")
     return TeacherRequest(task=task.group(1), score=float(score.group(1)),
-                          attributes=dict(ATTRIBUTE_RE.findall(text)), image=images[0] if images else None)
+                          attributes=dict(ATTRIBUTE_RE.findall(text)), image_b64=image)
 
 
 def band(score: float) -> int:
@@ -79,15 +108,15 @@ def band(score: float) -> int:
 def rationale(request: TeacherRequest) -> str:
     """The full reply in the output contract, deterministic for a given request: the wording is drawn from the
     measures, with phrasing variants picked by a generator seeded from the request (image hash included)."""
-    seed = hashlib.sha256(repr((request.task, request.score, sorted(request.attributes.items()),
-                                image_digest(request.image))).encode()).digest()
-    rng = random.Random(seed)
+    digest = request.digest
+    rng = random.Random(hashlib.sha256(repr((request.task, request.score, sorted(request.attributes.items()),
+                                              digest)).encode()).digest())
     if request.task == "iqa":
-        if request.image is None:
+        if digest is None:
             raise BadRequest("an IQA request needs an attached image")
-        think = iqa_think(_quality(request.image), request.score, rng)
+        think = iqa_think(_cached(_quality_cache, request, quality_view), request.score, rng)
     else:
-        measures = _aesthetics(request.image) if request.image is not None else None
+        measures = _cached(_aesthetic_cache, request, aesthetic_measures) if digest is not None else None
         if measures is None and not request.attributes:
             raise BadRequest("an IAA request needs attribute lines or an attached image")
         think = iaa_think(request.attributes, measures, request.score, rng)
@@ -101,25 +130,14 @@ _quality_cache: dict[str, QualityView] = {}
 _aesthetic_cache: dict[str, AestheticMeasures] = {}
 
 
-def image_digest(image: bytes | None) -> str | None:
-    return hashlib.sha256(image).hexdigest() if image is not None else None
-
-
-def _cached(cache: dict, image: bytes, compute):
-    key = image_digest(image)
+def _cached(cache: dict, request: TeacherRequest, compute):
+    """``compute`` of the request's image, by content hash; the image is decoded only on a miss."""
+    key = request.digest
     if key not in cache:
         if len(cache) >= _CACHE_SIZE:
             cache.pop(next(iter(cache)))  # oldest first
-        cache[key] = compute(load_rgb(image))
+        cache[key] = compute(load_rgb(request.image))
     return cache[key]
-
-
-def _quality(image: bytes) -> QualityView:
-    return _cached(_quality_cache, image, quality_view)
-
-
-def _aesthetics(image: bytes) -> AestheticMeasures:
-    return _cached(_aesthetic_cache, image, aesthetic_measures)
 
 
 # ---------------------------------------------------------------------------------------------- IQA
@@ -146,7 +164,8 @@ IQA_BAD: dict[str, tuple[str, ...]] = {
                     "{adj} blocking from compression shows {where}",
                     "gradients {where} dissolve into {adj} compression artefacts",
                     "{adj} compression artefacts tile the smooth areas {where}"),
-    "overexposure": ("the highlights {where} are {adv} blown", "bright areas {where} are {adv} overexposed and lose detail",
+    "overexposure": ("the highlights {where} are {adv} blown",
+                     "bright areas {where} are {adv} overexposed and lose detail",
                      "{adj} clipping wipes out highlight detail {where}",
                      "the exposure runs {too} bright {where}, clipping the highlights"),
     "underexposure": ("the exposure is {too} dark {where}, so shadow detail is crushed",
@@ -154,7 +173,8 @@ IQA_BAD: dict[str, tuple[str, ...]] = {
                       "dark tones {where} are {adv} crushed into black"),
     "low_contrast": ("contrast is {adv} flat {where}, leaving muddy tones", "tones {where} look {adv} muddy and grey",
                      "{adj} low contrast mutes the tonal range {where}", "the tonal range is {adv} flat {where}"),
-    "dull_colour": ("colours {where} are {adv} washed out", "{adj} desaturation leaves the colours {where} close to grey",
+    "dull_colour": ("colours {where} are {adv} washed out",
+                    "{adj} desaturation leaves the colours {where} close to grey",
                     "colours {where} look {adv} faded", "hues {where} are {adv} desaturated toward grey"),
 }
 # defect -> clauses saying the factor is fine ({deg} grades how fine); defect words only under a negation.
@@ -181,7 +201,8 @@ REGIONS = {
     (0, 2): ("in the upper-right corner", "toward the top right"),
     (1, 0): ("along the left side", "on the left of the frame"), (1, 1): ("in the centre", "around the middle"),
     (1, 2): ("along the right side", "on the right of the frame"),
-    (2, 0): ("in the lower-left corner", "toward the bottom left"), (2, 1): ("along the bottom", "across the lower middle"),
+    (2, 0): ("in the lower-left corner", "toward the bottom left"),
+    (2, 1): ("along the bottom", "across the lower middle"),
     (2, 2): ("in the lower-right corner", "toward the bottom right"),
 }
 EVERYWHERE = ("across the whole frame", "everywhere in the frame", "all over the frame", "throughout the frame")
@@ -238,7 +259,8 @@ IQA_OPENINGS: dict[tuple[int, str], tuple[str, ...]] = {
 }
 # band -> closing sentences; {reach} says how far the main defect (or the clean rendering) extends.
 IQA_CLOSINGS: dict[int, tuple[str, ...]] = {
-    0: ("{Reach}, so the technical quality is very poor.", "{Reach}, which puts the technical quality at the very bottom.",
+    0: ("{Reach}, so the technical quality is very poor.",
+        "{Reach}, which puts the technical quality at the very bottom.",
         "Little usable detail survives these distortions, so the technical quality is very poor overall.",
         "Almost nothing in the frame is rendered cleanly, so the technical quality sits at the bottom.",
         "At any viewing size the damage dominates, leaving the technical quality at the bottom of the scale.",
@@ -247,23 +269,26 @@ IQA_CLOSINGS: dict[int, tuple[str, ...]] = {
         "These defects are obvious at normal viewing size and hide real detail, so the technical quality is poor.",
         "The damage is plain at a glance and costs real detail, so the technical quality is low.",
         "A viewer notices the damage immediately, which makes the technical quality poor."),
-    2: ("{Reach}, so the technical quality lands in the middle range.", "{Reach}, leaving the technical quality only fair.",
+    2: ("{Reach}, so the technical quality lands in the middle range.",
+        "{Reach}, leaving the technical quality only fair.",
         "The damage is noticeable but not destructive, so the technical quality lands in the middle range.",
         "The flaw is visible without ruining the content, so the technical quality is only fair.",
         "It costs some fine detail but leaves the content readable, so the technical quality sits in the middle."),
-    3: ("{Reach}, so the technical quality is good, though not flawless.", "{Reach}, which keeps the technical quality good.",
+    3: ("{Reach}, so the technical quality is good, though not flawless.",
+        "{Reach}, which keeps the technical quality good.",
         "The flaw stays minor at normal viewing size, so the technical quality is good overall, though not flawless.",
         "Only close inspection reveals that weakness, so the technical quality is good.",
         "At normal viewing size the weakness barely registers, which keeps the technical quality good."),
-    # band 3 with a plainly visible defect: no closing that calls it barely visible
-    5: ("{Reach}, so the technical quality is good, though not flawless.", "{Reach}, which keeps the technical quality good.",
-        "The rest of the signal is clean enough that the technical quality stays good.",
-        "The weakness is real but contained, so the technical quality is still good."),
     4: ("{Reach}, so the technical quality is excellent.", "{Reach}, which makes the technical quality outstanding.",
         "No distortion is visible at normal viewing size, so the technical quality is excellent.",
         "Nothing degrades the signal in a way a viewer would notice, so the technical quality is outstanding.",
         "Even under close inspection the signal holds up, so the technical quality is excellent."),
 }
+# band 3 with a plainly visible defect: no closing that calls it barely visible
+IQA_CLOSINGS_PLAIN_FLAW = ("{Reach}, so the technical quality is good, though not flawless.",
+                           "{Reach}, which keeps the technical quality good.",
+                           "The rest of the signal is clean enough that the technical quality stays good.",
+                           "The weakness is real but contained, so the technical quality is still good.")
 REACH = {
     "everywhere": ("the damage reaches every part of the frame", "the defect runs from edge to edge",
                    "no part of the frame escapes it", "it affects the whole picture evenly"),
@@ -274,6 +299,7 @@ REACH = {
     "moderate_local": ("the flaw stays within part of the frame", "it is limited to one part of the frame"),
     "minor_everywhere": ("the flaw is spread thinly across the frame", "the weakness is faint but present throughout"),
     "minor_local": ("the flaw is confined to a small part of the frame", "the rest of the frame renders cleanly"),
+    "trace": ("the flaw never rises above a trace", "a viewer would hardly notice that trace"),
     "clean": ("this clean rendering holds from edge to edge", "the signal stays clean across the whole frame",
               "every region of the frame renders cleanly"),
 }
@@ -332,29 +358,34 @@ def iqa_think(view: QualityView, score: float, rng: random.Random) -> str:
     if b == 4:  # two clean factors, or one and a mild mention of a defect the measures cannot ignore
         second_is_bad = sev[main] >= 0.3
         good1, good2 = [k for k in finest if k != main][:2] if second_is_bad else finest[:2]
-        clauses = {"good1": good(good1), "second": bad(main) if second_is_bad else good(good2)}
-        spread_key = "clean"
+        spread_key = "trace" if second_is_bad else "clean"
     else:
         runner = worst[1]
         second_is_bad = b <= 2 and sev[runner] >= (0.15 if b <= 1 else 0.3)
         fine = next(k for k in finest if k != main)
-        clauses = {"bad1": bad(main), "second": bad(runner) if second_is_bad else good(fine)}
         extent = "everywhere" if view.spots[main].spread >= UNIFORM else "local"
         grade = "" if b <= 2 else ("moderate_" if strength(b, sev[main]) == "plain" else "minor_")
         spread_key = grade + extent
-    clauses = {**clauses, **{k.capitalize(): _cap(v) for k, v in clauses.items()}}
     openings = IQA_OPENINGS[(b, "bad" if second_is_bad else "good")]
-    closings = IQA_CLOSINGS[5 if b == 3 and strength(b, sev[main]) == "plain" else b]
+    closings = IQA_CLOSINGS_PLAIN_FLAW if b == 3 and strength(b, sev[main]) == "plain" else IQA_CLOSINGS[b]
+
+    def draft() -> str:
+        if b == 4:
+            clauses = {"good1": good(good1), "second": bad(main) if second_is_bad else good(good2)}
+        else:
+            clauses = {"bad1": bad(main), "second": bad(runner) if second_is_bad else good(fine)}
+        clauses |= {k.capitalize(): _cap(v) for k, v in clauses.items()}
+        first = rng.choice(openings).format(**clauses)
+        return f"{first} {rng.choice(closings).format(Reach=_cap(rng.choice(REACH[spread_key])))}"
 
     lo, hi = IQA_WORD_RANGE
-    for _ in range(64):
-        first = rng.choice(openings).format(**clauses)
-        second = rng.choice(closings).format(Reach=_cap(rng.choice(REACH[spread_key])))
-        think = f"{first} {second}"
+    best = ""
+    for _ in range(64):  # drafts drawn in order until one fits the word range: deterministic per request
+        think = draft()
         if lo <= len(think.split()) <= hi:
             return think
-    # Long clauses: drop the second factor's clause rather than break the word range.
-    return f"{_cap(clauses.get('bad1') or clauses['good1'])}. {rng.choice(closings[2:])}"
+        best = min(best or think, think, key=lambda d: abs(len(d.split()) - (lo + hi) / 2))
+    return best  # never seen on the embedded default; the normaliser cuts it to range
 
 
 # ---------------------------------------------------------------------------------------------- IAA
@@ -401,7 +432,8 @@ ORIGINALITY = {0: ("the treatment feels generic and careless", "nothing in the t
                1: ("the treatment feels generic and familiar", "the approach is familiar and rather generic"),
                2: ("the treatment is competent but familiar", "the approach is sound if conventional"),
                3: ("the treatment shows a personal, considered eye", "the approach feels considered and distinctive"),
-               4: ("the treatment feels fresh and distinctly personal", "the approach is fresh and unmistakably personal")}
+               4: ("the treatment feels fresh and distinctly personal",
+                   "the approach is fresh and unmistakably personal")}
 OVERALL = {0: ("the weaknesses clearly outweigh the strengths, and the aesthetic appeal is very low",
                "little works in its favour, and its weaknesses leave the aesthetic appeal very low"),
            1: ("the weaknesses outweigh the strengths, so the aesthetic appeal is below average",
@@ -435,8 +467,8 @@ def quote(note: str, max_words: int = 12) -> str:
 
 def _share(x: float) -> str:
     """A share of the frame in words (numbers are not allowed inside the rationale)."""
-    for limit, words in ((0.06, "a sliver"), (0.14, "about a tenth"), (0.22, "about a fifth"), (0.29, "about a quarter"),
-                         (0.42, "about a third"), (0.6, "about half"), (1.01, "most")):
+    for limit, words in ((0.06, "a sliver"), (0.14, "about a tenth"), (0.22, "about a fifth"),
+                         (0.29, "about a quarter"), (0.42, "about a third"), (0.6, "about half"), (1.01, "most")):
         if x < limit:
             return words
     return "most"
@@ -449,9 +481,8 @@ def _measured(name: str, m: AestheticMeasures, rng: random.Random) -> str | None
     if name == "visual_elements":
         vivid = ("richly saturated" if m.saturation > 0.45
                  else "muted" if m.saturation < 0.2 else "moderately saturated")
-        return rng.choice((f"the frame is built from {vivid}, {temperature} tones led by {m.dominant_hue} under "
-                           f"{light} light",
-                           f"{m.dominant_hue} leads a {vivid}, {temperature} set of tones under {light} light"))
+        return rng.choice((f"the frame is built from {vivid}, {temperature} tones led by {m.dominant_hue}",
+                           f"{m.dominant_hue} leads a {vivid}, {temperature} set of tones")) + f" under {light} light"
     if name == "composition":
         where = {"thirds": "near a rule-of-thirds intersection", "centre": "squarely in the centre of the frame",
                  "off-centre": f"off-centre toward the {m.side}",

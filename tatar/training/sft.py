@@ -13,6 +13,7 @@ Trainer checkpoints go to ``.tatar/runs/sft/<key>`` and an interrupted run resum
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -146,8 +147,6 @@ def run_key(params: Params, corpus: Path, base_dir: Path) -> dict:
 
 def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path) -> dict:
     """Fine-tune the base model on ``examples``, save the checkpoint to ``out_dir``; returns training facts."""
-    import os
-
     from trl import SFTTrainer
 
     from tatar.training.common import last_checkpoint, peft_lora_config, save_checkpoint
