@@ -88,6 +88,33 @@ def test_lineage_of_the_final_checkpoint(project):
     assert sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).returncode == 0
 
 
+def test_verify_catches_a_flipped_byte_and_a_swapped_corpus(project):
+    weights = next((project / "data/models/grpo").glob("*.safetensors"))
+    original = weights.read_bytes()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0xFF
+    weights.write_bytes(bytes(flipped))
+    try:
+        res = sh(*TATAR, "lineage", "data/models/grpo", "--verify", "--json", cwd=project, check=False)
+        report = json.loads(res.stdout)
+        assert res.returncode == 1
+        assert any(weights.name in p and "differs" in p for p in report["verify"])
+        assert any("differs from the output dvc.lock records" in d for d in report["disagreements"])
+    finally:
+        weights.write_bytes(original)
+
+    corpus = project / "data/corpus/corpus.jsonl"
+    original = corpus.read_bytes()
+    corpus.write_bytes(b"".join(original.splitlines(keepends=True)[:-1]))  # one record fewer
+    try:
+        res = sh(*TATAR, "lineage", "data/models/sft", "--verify", "--json", cwd=project, check=False)
+        assert res.returncode == 1
+        assert any("corpus.jsonl" in p and "'corpus'" in p for p in json.loads(res.stdout)["verify"])
+    finally:
+        corpus.write_bytes(original)
+    assert sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).returncode == 0
+
+
 def test_data_change_reruns_exactly_the_affected_stages(project):
     # Edit the embedded default's size: prepare re-runs; the teacher is asked only for the new records.
     params = (project / "params.yaml").read_text()
