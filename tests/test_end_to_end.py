@@ -126,4 +126,16 @@ def test_data_change_reruns_exactly_the_affected_stages(project):
     assert ran["base_model"] == "skipped"
     assert all(ran[s] == "ran" for s in ("prepare", "rationales", "validate", "sft", "grpo", "evaluate"))
     metrics = json.loads((project / "data/rationales/metrics.json").read_text())
-    assert metrics["teacher_calls_records"] == after - before, metrics
+    # Only the new records went to the teacher; every earlier one came from the record cache.
+    assert metrics["outcomes"]["generated"] == after - before, metrics
+    assert metrics["outcomes"]["cached"] == before, metrics
+
+
+def test_experiment_sweep_and_the_lineage_of_its_checkpoint(project):
+    sh(*DVC, "exp", "run", "-S", "grpo.beta=0.01", "-n", "beta-high", cwd=project)
+    report = json.loads(sh(*TATAR, "lineage", "data/models/grpo", "--rev", "beta-high", "--json",
+                           cwd=project).stdout)
+    assert report["stages"][-1]["stage"] == "grpo"
+    assert report["stages"][-1]["params"]["grpo"]["beta"] == 0.01
+    assert report["lineage"]["params"]["grpo"]["beta"] == 0.01
+    assert report["disagreements"] == []
