@@ -74,24 +74,27 @@ def test_no_dvc_yaml_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.slow
 def test_served_deployment_reruns_on_data_changed_event(toy_project, monkeypatch):
     """`tatar serve` against a real local Prefect server; `tatar.data.changed` triggers a pipeline run."""
-    import time
-
     from tatar.events import emit_data_changed
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     pl.prepare_environment(toy_project)
-    with pl.prefect_api() as url:
+    log = toy_project / "serve.log"  # a file, not a pipe: an unread pipe would block the server when full
+    with pl.prefect_api() as url, log.open("w") as log_fh:
         served = subprocess.Popen([sys.executable, "-m", "tatar.cli", "serve"], cwd=toy_project,
-                                  env={**os.environ, "PREFECT_API_URL": url},
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                  env={**os.environ, "PREFECT_API_URL": url}, stdout=log_fh, stderr=subprocess.STDOUT)
         try:
             assert asyncio.run(_wait(_deployment_id, 120)), "deployment never appeared"
-            assert emit_data_changed("toy", toy_project / "a.txt")
-            state = asyncio.run(_wait(_completed_run_state, 180))
+            # The trigger's automation reaches the server's trigger service a moment after the deployment
+            # appears; an event before that is (correctly) ignored, so emit until a run is created.
+            for _ in range(12):
+                assert emit_data_changed("toy", toy_project / "a.txt")
+                if asyncio.run(_wait(_any_deployment_run, 15)):
+                    break
+            state = asyncio.run(_wait(_completed_run_state, 240))
         finally:
             served.terminate()
-            out = served.communicate(timeout=30)[0]
-    assert state == "COMPLETED", out[-3000:]
+            served.wait(timeout=30)
+    assert state == "COMPLETED", log.read_text()[-3000:]
     assert (toy_project / "b.txt").read_text() == "1b"
 
 
@@ -114,6 +117,13 @@ async def _deployment_id():
             return (await client.read_deployment_by_name("tatar-pipeline/tatar-pipeline")).id
         except Exception:
             return None
+
+
+async def _any_deployment_run():
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return any(r.deployment_id for r in await client.read_flow_runs())
 
 
 async def _completed_run_state():

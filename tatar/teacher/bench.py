@@ -4,9 +4,12 @@ The reference teacher runs in its own process (``tatar teacher serve``) with a f
 teacher runs elsewhere: in a thread of the client's process it would share the GIL and take the client's CPU.
 The client side is exactly the stage's: manifest records -> prompt files -> image files sent as data URLs ->
 ``run_chat_async`` with the normaliser as the check, on one ``AsyncOpenAI`` client reused for every level.
-Each level gets fresh records (no reply cache). Printed per level: requests/s and the CPU milliseconds per
-request of the client and of the server process (what bounds the concurrent rate on a small machine), plus the
-machine's load; the last line is ``ratio: N.Nx``, concurrent requests/s over sequential requests/s.
+Each level gets fresh records (no reply cache). The sequential level runs ``requests`` requests; the concurrent
+one at least ``ROUNDS`` round trips' worth (``ROUNDS x concurrency``), so that its rate is the steady state and
+not the ramp-up and the draining last round (with 256 requests at 64 in flight, four round trips, those cost
+about a fifth of the rate here). Printed per level: requests, requests/s and the CPU milliseconds per request of
+the client and of the server process (what bounds the concurrent rate on a small machine), plus the machine's
+load; the last line is ``ratio: N.Nx``, concurrent requests/s over sequential requests/s.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tatar.teacher.stage import teacher_job, words
 
 IMAGES = 8  # distinct 96 px photographs attached in turn
 RETRIES = 2  # a transport hiccup is retried (and counted) rather than failing the whole benchmark
+ROUNDS = 16  # the concurrent level runs at least this many round trips of `concurrency` requests
 
 
 @dataclass
@@ -116,12 +120,17 @@ async def measure(server: TeacherProcess, client: openai.AsyncOpenAI, records: l
     return Level(rate=n / seconds, client_ms=1000 * cpu / n, server_ms=server_ms, retries=run.stats.http_retries)
 
 
+def level_requests(level: int, requests: int) -> int:
+    return requests if level == 1 else max(requests, ROUNDS * level)
+
+
 async def _levels(server: TeacherProcess, folder: Path, requests: int, concurrency: int) -> dict[int, Level]:
     endpoint = Endpoint.of(TeacherConfig(base_url=server.base_url, concurrency=concurrency, max_retries=RETRIES))
     async with make_client(endpoint, server.base_url) as client:  # one client, its connections kept warm
         # Imports, connections, the server's image-measure cache: nothing of this belongs to a level.
         await measure(server, client, bench_records(folder, 2 * concurrency, "warmup"), concurrency)
-        return {level: await measure(server, client, bench_records(folder, requests, f"c{level}"), level)
+        return {level: await measure(server, client, bench_records(folder, level_requests(level, requests),
+                                                                    f"c{level}"), level)
                 for level in (1, concurrency)}
 
 
@@ -129,13 +138,13 @@ def run_bench(latency_ms: float = 100.0, requests: int = 256, concurrency: int =
     console = Console()
     with tempfile.TemporaryDirectory() as tmp, teacher_process(latency_ms) as server:
         console.print(f"reference teacher at {server.base_url} (pid {server.pid}), {latency_ms:g} ms latency, "
-                      f"{requests} requests per level, a 96 px image attached to each")
+                      f"a 96 px image attached to each request")
         levels = asyncio.run(_levels(server, Path(tmp), requests, concurrency))
         for level, m in levels.items():
             server_ms = f"{m.server_ms:.1f}" if m.server_ms is not None else "?"
             retried = f", {m.retries} transport retries" if m.retries else ""
-            console.print(f"concurrency {level:>3}: {m.rate:8.1f} requests/s "
-                          f"(CPU per request: client {m.client_ms:.1f} ms, server {server_ms} ms{retried})")
+            console.print(f"concurrency {level:>3}: {m.rate:8.1f} requests/s ({level_requests(level, requests)} "
+                          f"requests; CPU per request: client {m.client_ms:.1f} ms, server {server_ms} ms{retried})")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     console.print(f"load average (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
     ratio = levels[concurrency].rate / levels[1].rate
