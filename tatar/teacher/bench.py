@@ -14,7 +14,6 @@ load; the last line is ``ratio: N.Nx``, concurrent requests/s over sequential re
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from rich.console import Console
 
 from tatar.config import TeacherConfig
 from tatar.records import ManifestRecord
-from tatar.teacher.client import Endpoint, make_client, run_chat_async
+from tatar.teacher.client import Endpoint, make_client, run_async, run_chat_async
 from tatar.teacher.normalise import check
 from tatar.teacher.prompts import load_prompts
 from tatar.teacher.stage import teacher_job, words
@@ -139,7 +138,7 @@ def run_bench(latency_ms: float = 100.0, requests: int = 256, concurrency: int =
     with tempfile.TemporaryDirectory() as tmp, teacher_process(latency_ms) as server:
         console.print(f"reference teacher at {server.base_url} (pid {server.pid}), {latency_ms:g} ms latency, "
                       f"a 96 px image attached to each request")
-        levels = asyncio.run(_levels(server, Path(tmp), requests, concurrency))
+        levels = run_async(_levels(server, Path(tmp), requests, concurrency))
         for level, m in levels.items():
             server_ms = f"{m.server_ms:.1f}" if m.server_ms is not None else "?"
             retried = f", {m.retries} transport retries" if m.retries else ""

@@ -178,7 +178,18 @@ def run_chat(endpoint: Endpoint, jobs: Sequence[Job], check: Check, *, label: st
              progress: bool = True) -> ChatRun:
     """Synchronous entry point for stages: serves ``local`` if needed and runs every job to an outcome."""
     with serving(endpoint) as base_url:
-        return asyncio.run(run_chat_async(endpoint, jobs, check, base_url=base_url, label=label, progress=progress))
+        return run_async(run_chat_async(endpoint, jobs, check, base_url=base_url, label=label, progress=progress))
+
+
+def run_async(coro):
+    """``asyncio.run`` on uvloop when installed (``uvicorn[standard]`` brings it): less CPU per request, and CPU
+    is what bounds the client at high concurrency."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 async def run_chat_async(endpoint: Endpoint, jobs: Sequence[Job], check: Check, *, base_url: str,
