@@ -136,6 +136,20 @@ def _flatten(d, prefix=""):
     return out
 
 
+def _same_value(a, b) -> bool:
+    """Equal as params: DVC's lock may hold a number as text ('1e-06') and a tuple as a list."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -178,7 +192,7 @@ def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None
         # 1. Params the checkpoint says it was trained with vs params dvc.lock records for its stage.
         lineage_params = _flatten(lineage.get("params"))
         for key, value in _flatten(produced["params"]).items():
-            if key in lineage_params and lineage_params[key] != value:
+            if key in lineage_params and not _same_value(lineage_params[key], value):
                 disagreements.append(f"param {key}: dvc.lock has {value!r}, lineage.json has {lineage_params[key]!r}")
         # 2. The checkpoint on disk vs the one dvc.lock records (only meaningful for the working tree's lock).
         if rev is None:

@@ -38,3 +38,10 @@ def test_validate_section_keeps_its_name():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_lineage_compares_params_as_values_not_text():
+    from tatar.lineage import _same_value
+
+    assert _same_value(1e-06, "1e-06") and _same_value([15, 50], (15, 50))
+    assert not _same_value(0.001, "0.01") and not _same_value(True, 1.0) and not _same_value("a", "b")

@@ -99,6 +99,17 @@ def merge_adapter(base_location: str, adapter_dir: Path, out_dir: Path) -> None:
     shutil.rmtree(adapter_dir, ignore_errors=True)
 
 
+def how_to_load(out_dir: str | Path, kind: str) -> str:
+    """The model card's "How to load" section, the same for SFT and GRPO checkpoints."""
+    text = (f"```python\nfrom transformers import AutoModelForImageTextToText, AutoProcessor\n"
+            f"model = AutoModelForImageTextToText.from_pretrained('{out_dir}')\n"
+            f"processor = AutoProcessor.from_pretrained('{out_dir}')\n```\n"
+            "Prompts: `tatar.prompts.prompt_messages(task)`; greedy; parse with `tatar.parsing.parse_answer`.")
+    if kind == "LoRA adapter":
+        text += "\nThis folder holds a LoRA adapter (with `peft` installed transformers loads it onto its base model)."
+    return text
+
+
 def write_model_card(out_dir: str | Path, title: str, facts: dict[str, object], sections: dict[str, str]) -> None:
     """A short README.md: a facts table, then free-text sections (how to load, checks)."""
     lines = [f"# {title}", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in facts.items()], ""]

@@ -210,15 +210,10 @@ def check_table(report: dict[str, dict]) -> str:
 
 
 def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report: dict) -> None:
-    from tatar.training.common import write_model_card
+    from tatar.training.common import how_to_load, write_model_card
 
     cfg = params.sft
-    load = (f"```python\nfrom transformers import AutoModelForImageTextToText, AutoProcessor\n"
-            f"model = AutoModelForImageTextToText.from_pretrained('{out_dir}')\n"
-            f"processor = AutoProcessor.from_pretrained('{out_dir}')\n```\n"
-            "Prompts: `tatar.prompts.prompt_messages(task)`; greedy; parse with `tatar.parsing.parse_answer`.")
-    if facts["checkpoint"] == "LoRA adapter":
-        load += "\nThis folder holds a LoRA adapter (with `peft` installed transformers loads it onto its base model)."
+    load = how_to_load(out_dir, facts["checkpoint"])
     write_model_card(out_dir, "TATAR SFT checkpoint", {
         "stage": "sft (TRL SFTTrainer, assistant-only loss)",
         "base model": f"`{params.model.base}`",
