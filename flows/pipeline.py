@@ -158,9 +158,20 @@ def prefect_api():
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
+        _drain_prefect_workers()  # send queued logs/events while the server is still up, not at interpreter exit
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
         atexit.unregister(server.stop)  # stopped already; at exit its log line would hit closed streams
+
+
+def _drain_prefect_workers() -> None:
+    """Flush Prefect's background log and event senders. Left for exit, they retry against the stopped server
+    for over a minute before the process can end."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
 
 
 def print_run_table(results: list[StageResult]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -68,7 +68,7 @@ def stage(
 @app.command()
 def run(
     force: Annotated[bool, typer.Option(help="Re-run every stage even if DVC finds it up to date.")] = False,
-    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
 ):
     """Run the whole pipeline through Prefect, DVC deciding per stage whether to run or skip."""
     from flows.pipeline import run_pipeline_cli
@@ -98,7 +98,7 @@ def data_list():
 def data_import(
     name: Annotated[str, typer.Argument(help="Benchmark name (see `tatar data list`).")],
     images: Annotated[Path, typer.Option(help="Folder holding the benchmark's images.")],
-    out: Annotated[Optional[Path], typer.Option(help="Manifest to write.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Manifest to write.")] = None,
     allow_missing: Annotated[bool, typer.Option(help="Write the manifest even if images are missing.")] = False,
 ):
     """Check a benchmark's image folder against its evaluation manifest and write a test manifest."""
@@ -153,7 +153,7 @@ def score(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     task: Annotated[str, typer.Option(help="iqa or iaa.")] = "iqa",
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint to score with.")] = Path("data/models/grpo"),
-    output: Annotated[Optional[Path], typer.Option(help="Write results to .json or .csv.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write results to .json or .csv.")] = None,
     batch_size: int = 8,
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget per image.")] = 256,
     use_vllm: Annotated[bool, typer.Option(help="Generate with vLLM (optional extra, GPUs).")] = False,
@@ -168,7 +168,7 @@ def score(
 @app.command()
 def lineage(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (holding lineage.json).")],
-    rev: Annotated[Optional[str], typer.Option(help="Git revision whose dvc.lock to read.")] = None,
+    rev: Annotated[str | None, typer.Option(help="Git revision whose dvc.lock to read.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verify: Annotated[bool, typer.Option(help="Recompute hashes; fail naming each file that differs.")] = False,
 ):

@@ -49,7 +49,7 @@ def write_lineage(out_dir: str | Path, stage: str, inputs: dict[str, str | Path]
     out_dir = Path(out_dir)
     record = {
         "stage": stage,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "inputs": {
             name: {"path": str(path), "sha256": tree_hash(path) if Path(path).exists() else None}
             for name, path in inputs.items()

@@ -75,8 +75,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
 
     Same ``cfg`` -> byte-identical weights and tokenizer, so the DVC output hash is stable across rebuilds."""
     import torch
-    from transformers import (GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2_5_VLProcessor)
+    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
     from trl.chat_template_utils import qwen2_5_vl_chat_template

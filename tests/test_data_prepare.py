@@ -5,14 +5,13 @@ import json
 import shutil
 
 import pytest
+from test_data_importers import write_png
 
 from tatar.config import DataConfig, Params, QuarantineConfig, TrainSetConfig
 from tatar.data import checks
 from tatar.data.prepare import DataPolicyError, prepare, run
 from tatar.hashing import sha256_file
 from tatar.records import ManifestRecord, read_jsonl, read_records
-
-from test_data_importers import write_png
 
 
 def test_synthetic_data_fixture(synthetic_data):

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 from tatar.config import SyntheticConfig
-from tatar.data.sources import split_sources
+from tatar.data.sources import load_photo, resize, split_sources, to_uint8
 from tatar.data.synthetic import build_synthetic
 from tatar.data.synthetic_iaa import Plan, frame, measure, sub_scores, subject_point
 from tatar.data.synthetic_iqa import DISTORTIONS, build_iqa, full_reference_mos
-from tatar.data.sources import load_photo, resize, to_uint8
 from tatar.hashing import file_hashes
 from tatar.records import ATTRIBUTES
 

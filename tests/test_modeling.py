@@ -10,8 +10,14 @@ from PIL import Image
 from tatar.config import ModelConfig, TinyModelConfig
 from tatar.hashing import file_hashes
 from tatar.inference import generate
-from tatar.modeling import (CONTRACT_TOKENS, SPECIAL_TOKENS, ModelLoadError, build_tiny_model,
-                            load_model_and_processor, write_reference)
+from tatar.modeling import (
+    CONTRACT_TOKENS,
+    SPECIAL_TOKENS,
+    ModelLoadError,
+    build_tiny_model,
+    load_model_and_processor,
+    write_reference,
+)
 
 
 @pytest.fixture(scope="module")

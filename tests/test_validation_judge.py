@@ -10,8 +10,15 @@ from tatar.config import JudgeConfig
 from tatar.parsing import format_target
 from tatar.records import RationaleRecord
 from tatar.teacher.reference import TeacherRequest, rationale
-from tatar.validation.judge import (Verdict, VerdictError, judge_messages, judge_records, parse_verdict,
-                                    reference_verdict, rejection)
+from tatar.validation.judge import (
+    Verdict,
+    VerdictError,
+    judge_messages,
+    judge_records,
+    parse_verdict,
+    reference_verdict,
+    rejection,
+)
 
 IQA_VERDICT = {"visual_fidelity": 4, "technical_rigour": 3.5, "score_consistency": 5, "decision": "keep",
                "issues": []}

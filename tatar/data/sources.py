@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,7 @@ def split_sources(sources: list[str], test_sources: list[str]) -> tuple[list[str
     return train, test
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_photo(name: str) -> np.ndarray:
     """RGB uint8 photograph (read-only: callers copy)."""
     photo = np.ascontiguousarray(PHOTOS[name]()[..., :3])

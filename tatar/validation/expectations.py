@@ -27,11 +27,11 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnMapMetricProvider,
     column_condition_partial,
 )
-from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.row_conditions import Column
 
 from tatar.config import ValidateConfig
