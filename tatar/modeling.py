@@ -25,6 +25,10 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 # Ordinary tokens on purpose: TRL decodes completions with special tokens skipped, and special tags would vanish
 # from every completion (every format reward 0). Single tokens still make the contract cheap to learn.
 CONTRACT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+# A score "NN.NN" as two ordinary tokens, integer part ("10".."100") + fraction (".00"..".99"): Qwen2's
+# pre-tokenizer splits digits one by one, and the random-init tiny model then miscounts them ("<answer>5.5.5").
+# Added tokens match before pre-tokenization (longest first), so a score is always two tokens; digits stay.
+SCORE_TOKENS = [str(i) for i in range(10, 101)] + [f".{i:02d}" for i in range(100)]
 
 # Text the tokenizer learns its merges from, besides the prompts and the contract: the vocabulary of rationales.
 TOKENIZER_CORPUS = Path(__file__).with_name("tokenizer_corpus.txt")
@@ -58,7 +62,8 @@ def build_tokenizer(vocab_size: int):
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     scratch.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS) - len(CONTRACT_TOKENS),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS) - len(CONTRACT_TOKENS)
+                                  - len(SCORE_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     scratch.train_from_iterator(tokenizer_corpus(), trainer=trainer)
     model = json.loads(scratch.to_str())["model"]
@@ -66,7 +71,7 @@ def build_tokenizer(vocab_size: int):
     tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, eos_token="<|im_end|>",
                                pad_token="<|endoftext|>", unk_token=None)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in CONTRACT_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in CONTRACT_TOKENS + SCORE_TOKENS])
     return tokenizer
 
 
