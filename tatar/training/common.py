@@ -38,6 +38,23 @@ def use_gradient_checkpointing(setting: str | bool) -> bool:
     return setting in (True, "true")
 
 
+def shared_trainer_args(cfg) -> dict:
+    """The TRL/transformers arguments SFT and GRPO set alike from their params sections: hardware switches,
+    logging, saving, seeds."""
+    return dict(
+        bf16=use_bf16(cfg.bf16),
+        activation_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),  # transformers 5 name
+        use_cpu=not cuda_available(),
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=cfg.report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=False,
+    )
+
+
 def peft_lora_config(cfg: LoraConfig):
     """A ``peft.LoraConfig`` when LoRA is enabled, else None (full fine-tune)."""
     if not cfg.enabled:

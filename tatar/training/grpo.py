@@ -106,7 +106,7 @@ def uses_ranking(cfg: GRPOConfig) -> bool:
 def trainer_args(cfg: GRPOConfig, work_dir: Path, reward_weights: list[float]):
     from trl import GRPOConfig as TrlGRPOConfig
 
-    from tatar.training.common import cuda_available, use_bf16, use_gradient_checkpointing
+    from tatar.training.common import shared_trainer_args
 
     return TrlGRPOConfig(
         output_dir=str(work_dir),
@@ -126,17 +126,8 @@ def trainer_args(cfg: GRPOConfig, work_dir: Path, reward_weights: list[float]):
         reward_weights=reward_weights,
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
-        bf16=use_bf16(cfg.bf16),
-        gradient_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),
-        use_cpu=not cuda_available(),
-        logging_steps=cfg.logging_steps,
         log_completions=cfg.log_completions,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=cfg.report_to,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        disable_tqdm=False,
+        **shared_trainer_args(cfg),
     )
 
 

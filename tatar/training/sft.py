@@ -110,7 +110,7 @@ def dropout_summary(examples: list[Example]) -> dict[str, dict[str, float]]:
 def trainer_args(cfg: SFTConfig, work_dir: Path):
     from trl import SFTConfig as TrlSFTConfig
 
-    from tatar.training.common import cuda_available, use_bf16, use_gradient_checkpointing
+    from tatar.training.common import shared_trainer_args
 
     return TrlSFTConfig(
         output_dir=str(work_dir),
@@ -123,17 +123,8 @@ def trainer_args(cfg: SFTConfig, work_dir: Path):
         train_sampling_strategy="sequential",  # keep the interleaved order build_examples drew
         assistant_only_loss=True,
         max_length=cfg.max_length,
-        bf16=use_bf16(cfg.bf16),
-        activation_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),  # transformers 5 name
-        use_cpu=not cuda_available(),
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=cfg.report_to,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
         dataset_kwargs={"skip_prepare_dataset": True},
-        disable_tqdm=False,
+        **shared_trainer_args(cfg),
     )
 
 
