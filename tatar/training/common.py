@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from tatar.config import LoraConfig
@@ -38,9 +40,11 @@ def use_gradient_checkpointing(setting: str | bool) -> bool:
     return setting in (True, "true")
 
 
-def shared_trainer_args(cfg) -> dict:
+def shared_trainer_args(cfg, work_dir: Path) -> dict:
     """The TRL/transformers arguments SFT and GRPO set alike from their params sections: hardware switches,
     logging, saving, seeds."""
+    if cfg.report_to == "tensorboard":  # one event folder per run, beside the resumable work folders
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(work_dir.parent / "tensorboard" / work_dir.name))
     return dict(
         bf16=use_bf16(cfg.bf16),
         activation_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),  # transformers 5 name
@@ -53,6 +57,16 @@ def shared_trainer_args(cfg) -> dict:
         data_seed=cfg.seed,
         disable_tqdm=False,
     )
+
+
+def fit(trainer, work_dir: Path, stage: str):
+    """Train, resuming from the newest complete checkpoint in ``work_dir``; returns (result, resumed_from, seconds)."""
+    resume = last_checkpoint(work_dir)
+    if resume:
+        print(f"{stage}: resuming from {resume}")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    return result, resume, round(time.perf_counter() - start, 1)
 
 
 def peft_lora_config(cfg: LoraConfig):

@@ -19,7 +19,6 @@ import json
 import math
 import random
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,7 +126,7 @@ def trainer_args(cfg: GRPOConfig, work_dir: Path, reward_weights: list[float]):
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
         log_completions=cfg.log_completions,
-        **shared_trainer_args(cfg),
+        **shared_trainer_args(cfg, work_dir),
     )
 
 
@@ -142,30 +141,23 @@ def run_key(params: Params) -> dict:
 
 def train(params: Params, dataset, work_dir: Path, out_dir: Path) -> dict:
     """GRPO from the SFT checkpoint; saves the result to ``out_dir`` and returns training facts."""
-    import os
 
     from trl import GRPOTrainer
 
     from tatar.modeling import load_from_config, resolve_model
     from tatar.rewards import build_reward_funcs
-    from tatar.training.common import last_checkpoint, peft_lora_config, save_checkpoint
+    from tatar.training.common import fit, peft_lora_config, save_checkpoint
 
     cfg = params.grpo
     reward_funcs, weights = build_reward_funcs(cfg)
     # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
     args = trainer_args(cfg, work_dir, weights)
-    if cfg.report_to == "tensorboard":
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(work_dir.parent / "tensorboard" / work_dir.name))
     model, processor = load_from_config(SFT_DIR, params.model)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=peft_lora_config(cfg.lora))
-    resume = last_checkpoint(work_dir)
-    if resume:
-        print(f"grpo: resuming from {resume}")
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result, resume, seconds = fit(trainer, work_dir, "grpo")
     kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(SFT_DIR))
-    return {"checkpoint": kind, "steps": result.global_step, "seconds": round(time.perf_counter() - start, 1),
+    return {"checkpoint": kind, "steps": result.global_step, "seconds": seconds,
             "resumed_from": resume, "reward_funcs": {f.__name__: w for f, w in zip(reward_funcs, weights)},
             "log": [entry for entry in trainer.state.log_history if any(k.startswith("rewards/") for k in entry)],
             "is_main_process": trainer.accelerator.is_main_process}

@@ -13,10 +13,8 @@ Trainer checkpoints go to ``.tatar/runs/sft/<key>`` and an interrupted run resum
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +122,7 @@ def trainer_args(cfg: SFTConfig, work_dir: Path):
         assistant_only_loss=True,
         max_length=cfg.max_length,
         dataset_kwargs={"skip_prepare_dataset": True},
-        **shared_trainer_args(cfg),
+        **shared_trainer_args(cfg, work_dir),
     )
 
 
@@ -140,24 +138,18 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     """Fine-tune the base model on ``examples``, save the checkpoint to ``out_dir``; returns training facts."""
     from trl import SFTTrainer
 
-    from tatar.training.common import last_checkpoint, peft_lora_config, save_checkpoint
+    from tatar.training.common import fit, peft_lora_config, save_checkpoint
 
     cfg = params.sft
     # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
     args = trainer_args(cfg, work_dir)
-    if cfg.report_to == "tensorboard":
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(work_dir.parent / "tensorboard" / work_dir.name))
     model, processor = load_from_config(BASE_DIR, params.model)
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(examples), processing_class=processor,
                          peft_config=peft_lora_config(cfg.lora))
-    resume = last_checkpoint(work_dir)
-    if resume:
-        print(f"sft: resuming from {resume}")
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result, resume, seconds = fit(trainer, work_dir, "sft")
     kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(BASE_DIR))
     return {"checkpoint": kind, "steps": result.global_step, "train_loss": round(result.training_loss, 4),
-            "seconds": round(time.perf_counter() - start, 1), "resumed_from": resume,
+            "seconds": seconds, "resumed_from": resume,
             "is_main_process": trainer.accelerator.is_main_process}
 
 
