@@ -155,11 +155,18 @@ def score(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint to score with.")] = Path("data/models/grpo"),
     output: Annotated[Path | None, typer.Option(help="Write results to .json or .csv.")] = None,
     batch_size: int = 8,
-    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per image.")] = 256,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        help="Generation budget per image [default: eval.max_new_tokens of ./params.yaml, as evaluation uses]")] = None,
     use_vllm: Annotated[bool, typer.Option(help="Generate with vLLM (optional extra, GPUs).")] = False,
 ):
     """Score images with a trained checkpoint: a table of score, think words and rationale."""
     from tatar.scorer import score_cli
+
+    if max_new_tokens is None:  # the budget evaluation uses, so a long IAA narrative is not cut off here alone
+        from tatar.config import EvalConfig
+
+        eval_cfg = _params(Path("params.yaml")).eval if Path("params.yaml").exists() else EvalConfig()
+        max_new_tokens = eval_cfg.max_new_tokens
 
     raise typer.Exit(score_cli(images, task=task, checkpoint=checkpoint, output=output, batch_size=batch_size,
                                max_new_tokens=max_new_tokens, use_vllm=use_vllm))
