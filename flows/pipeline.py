@@ -113,7 +113,7 @@ def publish_artifacts(results: list[StageResult], root: Path) -> None:
         return
     ckpt = final_checkpoint(root)
     if ckpt is not None:
-        create_markdown_artifact(key="tatar-lineage", markdown=lineage_markdown(ckpt, root=root))
+        create_markdown_artifact(key="tatar-lineage", markdown=lineage_markdown(ckpt, root=root, check_disk=False))
 
 
 @flow(name="tatar-pipeline", log_prints=True)
