@@ -301,12 +301,12 @@ class Params(Section):
         base model's own tokens."""
         budgets = {"grpo.max_completion_length": self.grpo.max_completion_length,
                    "eval.max_new_tokens": self.eval.max_new_tokens}
-        words = {f"validate.think_words_{task}": getattr(self.validate_, f"think_words_{task}")[1]
+        words = {f"validate.think_words_{task}": ("allows", getattr(self.validate_, f"think_words_{task}")[1])
                  for task in ("iqa", "iaa")}
         if self.grpo.min_words_iaa is not None:
-            words["grpo.min_words_iaa"] = self.grpo.min_words_iaa
-        problems = [f"{wkey} allows {n} words, at least {n + 1} tokens with the answer, over {bkey} = {budget}"
-                    for wkey, n in words.items() for bkey, budget in budgets.items() if n + 1 > budget]
+            words["grpo.min_words_iaa"] = ("requires", self.grpo.min_words_iaa)
+        problems = [f"{wkey} {verb} {n} words, at least {n + 1} tokens with the answer, over {bkey} = {budget}"
+                    for wkey, (verb, n) in words.items() for bkey, budget in budgets.items() if n + 1 > budget]
         if problems:
             raise ValueError("targets cannot fit the generation budget: " + "; ".join(problems)
                              + " (lower the word range or raise the budget)")
