@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tatar.errors import TatarError
 
@@ -293,24 +293,20 @@ class Params(Section):
     def validate(self) -> ValidateConfig:  # noqa: D401 - "validate" clashes with BaseModel.validate
         return self.validate_
 
-    @model_validator(mode="after")
-    def _word_ranges_fit_token_budgets(self) -> Params:
-        """A target longer than the generation budget never reaches ``</answer>`` in GRPO or evaluation. Every
-        word is at least one token (byte-level BPE never merges across a space) and the answer one more, so a word
-        range whose top exceeds a budget cannot fit with any tokenizer; ``validate`` then checks each target in the
-        base model's own tokens."""
-        budgets = {"grpo.max_completion_length": self.grpo.max_completion_length,
-                   "eval.max_new_tokens": self.eval.max_new_tokens}
-        words = {f"validate.think_words_{task}": ("allows", getattr(self.validate_, f"think_words_{task}")[1])
-                 for task in ("iqa", "iaa")}
-        if self.grpo.min_words_iaa is not None:
-            words["grpo.min_words_iaa"] = ("requires", self.grpo.min_words_iaa)
-        problems = [f"{wkey} {verb} {n} words, at least {n + 1} tokens with the answer, over {bkey} = {budget}"
-                    for wkey, (verb, n) in words.items() for bkey, budget in budgets.items() if n + 1 > budget]
-        if problems:
-            raise ValueError("targets cannot fit the generation budget: " + "; ".join(problems)
-                             + " (lower the word range or raise the budget)")
-        return self
+
+def budget_problems(params: Params) -> list[str]:
+    """Word ranges that cannot fit the generation budgets. A target longer than the budget never reaches
+    ``</answer>`` in GRPO or evaluation. Every word is at least one token (byte-level BPE never merges across a
+    space) and the answer one more, so a range whose top exceeds a budget cannot fit with any tokenizer; ``validate``
+    then counts each target in the base model's own tokens (``tatar.validation.budget``)."""
+    budgets = {"grpo.max_completion_length": params.grpo.max_completion_length,
+               "eval.max_new_tokens": params.eval.max_new_tokens}
+    words = {f"validate.think_words_{task}": ("allows", getattr(params.validate, f"think_words_{task}")[1])
+             for task in ("iqa", "iaa")}
+    if params.grpo.min_words_iaa is not None:
+        words["grpo.min_words_iaa"] = ("requires", params.grpo.min_words_iaa)
+    return [f"{wkey} {verb} {n} words, at least {n + 1} tokens with the answer, over {bkey} = {budget}"
+            for wkey, (verb, n) in words.items() for bkey, budget in budgets.items() if n + 1 > budget]
 
 
 class ConfigError(TatarError, ValueError):
@@ -326,14 +322,16 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
 
 
 def parse_params(raw: dict, source: str = PARAMS_FILE) -> Params:
+    """Typed params from a params file's dict; also checks across sections what one section cannot (budgets)."""
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]).replace("validate_", "validate")
-            if not key:  # a cross-section check: its message names the keys
-                lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
-                continue
             lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"{source}: invalid parameters\n" + "\n".join(lines)) from None
+    if problems := budget_problems(params):
+        raise ConfigError(f"{source}: targets cannot fit the generation budget (lower the word range or raise the "
+                          "budget)\n" + "\n".join(f"  {p}" for p in problems))
+    return params
