@@ -37,7 +37,7 @@ ADVERSARIAL = {
     "nan": good("nan"),
     "two numbers": good("72 80"),
     "two answers": f"<think>{THINK}</think>\n<answer>72</answer><answer>80</answer>",
-    "answer in think": f"<think>maybe <answer>20</answer></think>\n<answer>72</answer>",
+    "answer in think": "<think>maybe <answer>20</answer></think>\n<answer>72</answer>",
     "answer before think": f"<answer>72</answer>\n<think>{THINK}</think>",
     "unclosed think": f"<think>{THINK}\n<answer>72</answer>",
     "empty answer": good(""),
@@ -65,7 +65,8 @@ def test_gaussian_reward_is_zero_even_on_a_matching_ground_truth(kind):
 def issue_batch(top_completion: str):
     """Three IAA images x 8 completions (the issue's case); one completion of the top image is ``top_completion``."""
     rows = []
-    for image, gt, preds in (("top", 80.0, [78, 79, 80, 81, 82, 80, 79]), ("mid", 55.0, [50, 55, 60, 52, 58, 54, 56, 53]),
+    for image, gt, preds in (("top", 80.0, [78, 79, 80, 81, 82, 80, 79]),
+                             ("mid", 55.0, [50, 55, 60, 52, 58, 54, 56, 53]),
                              ("low", 30.0, [25, 30, 35, 28, 32, 31, 29, 27])):
         rows += [(image, gt, good(f"{p:.2f}")) for p in preds]
     rows.insert(7, ("top", 80.0, top_completion))
