@@ -115,7 +115,7 @@ def main() -> None:
     # Data stages as the embedded default runs them (CPU); --skip-data reuses a corpus built elsewhere.
     if not (args.skip_data and Path("data/corpus/corpus.jsonl").exists()):
         t = time.perf_counter()
-        for stage in ("prepare", "rationales", "validate"):
+        for stage in ("prepare", "rationales", "base_model", "validate"):  # validate counts tokens with the base
             _call(STAGES[stage])(params)
         record(out, "data_stages_s", round(time.perf_counter() - t, 1))
 

@@ -125,8 +125,10 @@ class JudgeConfig(Section):
 
 
 class ValidateConfig(Section):
+    # Think words [min, max] of a kept target; the top must fit grpo.max_completion_length and eval.max_new_tokens
+    # (checked on load; validate then counts each target in the base model's tokens, see tatar.validation.budget).
     think_words_iqa: tuple[int, int] = (15, 50)
-    think_words_iaa: tuple[int, int] = (80, 450)
+    think_words_iaa: tuple[int, int] = (80, 250)
     min_attributes: int = 5
     # A number in <think> within this distance of the 0-100 ground truth (after rescaling "7.2/10", "72%",
     # "0.72", "3.9/5" ...) counts as stating the score.
@@ -234,7 +236,17 @@ class GRPOConfig(Section):
     # ranking compares IAA images within one generation batch, so it must hold >= 2 IAA images; the train order
     # interleaves the tasks in blocks of this size.
     prompts_per_generation: int = 8
-    temperature: float = 1.0
+    # Sampling temperature of the G completions (TRL default 1.0; the paper's trainer samples at 1.0 too).
+    temperature: float = Field(1.0, gt=0)
+    # TRL loss aggregation: "grpo" averages each completion's tokens, then the completions (the paper's code);
+    # "dapo" (TRL's default) averages over all tokens of the accumulated batch, without GRPO's length bias.
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo"] = "dapo"
+    # Advantage scaling: "group" divides by the std of the image's G rewards (GRPO, TRL default, the paper's code),
+    # "batch" by the batch's std, "none" not at all (Dr. GRPO).
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    # IAA length floor (the paper's code: 125): an IAA completion of fewer words earns 0 from every IAA reward but
+    # format, so GRPO cannot shorten the slow narrative. None = off.
+    min_words_iaa: int | None = Field(None, ge=1)
     # Reward weights per task: name in tatar.rewards.REWARDS -> weight. A reward absent for a task gives None there.
     rewards_iqa: dict[str, float] = Field(default_factory=lambda: {"format": 1.0, "gaussian_score": 1.0})
     rewards_iaa: dict[str, float] = Field(default_factory=lambda: {"format": 1.0, "thurstone_rank": 1.0})
@@ -282,6 +294,21 @@ class Params(Section):
         return self.validate_
 
 
+def budget_problems(params: Params) -> list[str]:
+    """Word ranges that cannot fit the generation budgets. A target longer than the budget never reaches
+    ``</answer>`` in GRPO or evaluation. Every word is at least one token (byte-level BPE never merges across a
+    space) and the answer one more, so a range whose top exceeds a budget cannot fit with any tokenizer; ``validate``
+    then counts each target in the base model's own tokens (``tatar.validation.budget``)."""
+    budgets = {"grpo.max_completion_length": params.grpo.max_completion_length,
+               "eval.max_new_tokens": params.eval.max_new_tokens}
+    words = {f"validate.think_words_{task}": ("allows", getattr(params.validate, f"think_words_{task}")[1])
+             for task in ("iqa", "iaa")}
+    if params.grpo.min_words_iaa is not None:
+        words["grpo.min_words_iaa"] = ("requires", params.grpo.min_words_iaa)
+    return [f"{wkey} {verb} {n} words, at least {n + 1} tokens with the answer, over {bkey} = {budget}"
+            for wkey, (verb, n) in words.items() for bkey, budget in budgets.items() if n + 1 > budget]
+
+
 class ConfigError(TatarError, ValueError):
     """params.yaml is malformed; the message names each offending key."""
 
@@ -295,11 +322,16 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
 
 
 def parse_params(raw: dict, source: str = PARAMS_FILE) -> Params:
+    """Typed params from a params file's dict; also checks across sections what one section cannot (budgets)."""
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]).replace("validate_", "validate")
             lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"{source}: invalid parameters\n" + "\n".join(lines)) from None
+    if problems := budget_problems(params):
+        raise ConfigError(f"{source}: targets cannot fit the generation budget (lower the word range or raise the "
+                          "budget)\n" + "\n".join(f"  {p}" for p in problems))
+    return params

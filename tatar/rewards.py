@@ -6,11 +6,13 @@ Keyword defaults are the paper's constants; the grpo stage binds the values from
 one task with :func:`build_reward_funcs`, so TRL logs ``rewards/iqa/gaussian_score/mean`` and
 ``rewards/iaa/thurstone_rank/mean`` separately.
 
-Predictions come from :func:`tatar.parsing.parse_answer` (strict: anything but one number in ``<answer>`` is
-unparseable) and live on the 0-100 scale; the ranking works on 0-1.
+Predictions come from :func:`tatar.parsing.contract_answer` (strict: exactly one ``<answer>`` holding one number
+on 0-100, any ``<think>`` closed before it) and live on the 0-100 scale; the ranking works on 0-1.
 
-What an unparseable completion gets: 0 from every reward (format, Gaussian and ranking alike), and it is left out
-of its image's mean and variance, so one broken sample cannot drag its siblings' ranking. A parsed completion whose
+What an invalid completion gets (no answer, two answers or two numbers, an answer before the thinking, an empty
+answer, non-ASCII digits, or a number off the scale: ``-5``, ``300``, ``1e3``, ``inf``, ``nan``): 0 from every
+reward (format, Gaussian and ranking alike), and it is left out of its image's mean and variance, so one broken or
+off-scale sample can neither drag its siblings' ranking nor be rewarded for leaving the scale. A parsed completion whose
 ranking has nobody to be compared with (fewer than two IAA images in the generation batch, or every other image's
 completions unparseable) gets None: no signal rather than a fake one.
 """
@@ -27,7 +29,7 @@ import numpy as np
 from scipy.special import expit, ndtr
 
 from tatar.config import GRPOConfig
-from tatar.parsing import ANSWER_RE, parse_answer, think_words, word_count
+from tatar.parsing import contract_answer, think_words, word_count
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,15 @@ def completion_text(completion) -> str:
 
 
 def predictions(completions: Sequence) -> list[float | None]:
-    """Parsed 0-100 prediction per completion (None when unparseable)."""
-    return [parse_answer(completion_text(c)) for c in completions]
+    """Valid 0-100 prediction per completion (None when the completion breaks the contract)."""
+    return [contract_answer(completion_text(c)) for c in completions]
 
 
 # ------------------------------------------------------------------------------------------- format
 def format_reward(completions: Sequence, **kwargs) -> list[float]:
-    """1 when the completion holds exactly one ``<answer>`` whose content is one number (think optional), else 0."""
-    texts = [completion_text(c) for c in completions]
-    return [float(len(ANSWER_RE.findall(t)) == 1 and parse_answer(t) is not None) for t in texts]
+    """1 when the completion holds exactly one ``<answer>`` whose content is one number on 0-100 (think optional,
+    before the answer when present), else 0."""
+    return [float(p is not None) for p in predictions(completions)]
 
 
 # --------------------------------------------------------------------------------------- Gaussian
@@ -89,7 +91,7 @@ def gaussian_score_reward(
     rewards = []
     for completion, t, gt in zip(completions, task, score_100, strict=True):
         text = completion_text(completion)
-        pred = parse_answer(text)
+        pred = contract_answer(text)
         too_long = max_words[t] is not None and word_count(text) > max_words[t]
         rewards.append(0.0 if pred is None or too_long else float(gaussian_score(pred, gt, alpha[t], threshold)))
     return rewards
@@ -104,14 +106,17 @@ def thurstone_scores(pred: np.ndarray, gt: np.ndarray, image: np.ndarray, tau: f
                      eps: float = EPS, link: str = "normal") -> np.ndarray:
     """Ranking reward of each completion against every other image's completions (vectorised, no pair loop).
 
-    ``pred`` (0-1, NaN when unparseable), ``gt`` (0-1) and ``image`` (integer group label) are per completion.
+    ``pred`` (0-1; NaN or anything off [0, 1] is invalid), ``gt`` (0-1) and ``image`` (group label) are per
+    completion.
     For completion k of image i and each other image j with a parsed prediction:
     p_gt = sigmoid((gt_i - gt_j) / tau), p_pred = F((q_k - mu_j) / sqrt(v_i + v_j + eps)) clipped to
     [eps, 1 - eps], w = exp(-|gt_i - gt_j| / margin) (near ties weigh most: they are the hard pairs), and
     r = clip(1 - sum_j w BCE(p_gt, p_pred) / sum_j w / -ln(eps), 0, 1). Returns 0 for unparseable completions
     and NaN for parsed ones with no other image to compare with."""
+    pred = np.asarray(pred, dtype=float)
     labels, inverse = np.unique(image, return_inverse=True)
-    parsed = ~np.isnan(pred)
+    with np.errstate(invalid="ignore"):
+        parsed = (pred >= 0) & (pred <= 1)  # NaN, inf and off-scale predictions are invalid: reward 0, no stats
     count = np.bincount(inverse, weights=parsed, minlength=len(labels))
     q = np.where(parsed, pred, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -140,9 +145,12 @@ def thurstone_scores_python(pred: Sequence[float], gt: Sequence[float], image: S
                             margin: float = MARGIN, eps: float = EPS, link: str = "normal") -> list[float]:
     """The same formula as :func:`thurstone_scores`, one pair at a time: the reference for tests and the benchmark."""
     groups: dict = {}
+    def valid(p: float) -> bool:
+        return 0.0 <= p <= 1.0  # False for NaN, inf and off-scale values
+
     for p, g, i in zip(pred, gt, image):
         groups.setdefault(i, {"gt": g, "preds": []})
-        if not math.isnan(p):
+        if valid(p):
             groups[i]["preds"].append(p)
     stats = {}
     for i, grp in groups.items():
@@ -152,7 +160,7 @@ def thurstone_scores_python(pred: Sequence[float], gt: Sequence[float], image: S
     cdf = (lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))) if link == "normal" else (lambda x: 1 / (1 + math.exp(-x)))
     rewards = []
     for q, g, i in zip(pred, gt, image):
-        if math.isnan(q):
+        if not valid(q):
             rewards.append(0.0)
             continue
         v_i = stats[i][1]
@@ -228,26 +236,32 @@ class TaskReward:
     """One reward restricted to one task's rows, named ``<task>/<reward>`` so TRL logs it per task.
 
     The wrapped reward always sees the whole batch (the ranking gathers across processes, a collective call every
-    process must make) and rows of the other task are masked to None afterwards. With ``log_stats`` it also
-    logs the task's parse rate and mean think words through TRL's ``log_metric``."""
+    process must make) and rows of the other task are masked to None afterwards. ``min_words`` is a length floor:
+    a row of this task with fewer words (the whole completion, as the paper's code counts) gets 0. With
+    ``log_stats`` it also logs the task's valid-answer rate and mean think words through TRL's ``log_metric``, once
+    per generation batch, so a collapsing IAA narrative shows in the training log."""
 
-    def __init__(self, task: str, name: str, func: Callable, log_stats: bool = False):
-        self.task, self.func, self.log_stats = task, func, log_stats
+    def __init__(self, task: str, name: str, func: Callable, log_stats: bool = False, min_words: int | None = None):
+        self.task, self.func, self.log_stats, self.min_words = task, func, log_stats, min_words
         self.__name__ = f"{task}/{name}"
 
     def __call__(self, completions, task, log_metric: Callable | None = None, **kwargs) -> list[float | None]:
         rewards = self.func(completions, task=task, **kwargs)
         mine = [t == self.task for t in task]
+        texts = [completion_text(c) if m else "" for c, m in zip(completions, mine)]
         if self.log_stats and log_metric is not None and any(mine):
-            texts = [completion_text(c) for c, m in zip(completions, mine) if m]
-            log_metric(f"{self.task}/parse_rate", float(np.mean([parse_answer(t) is not None for t in texts])))
-            log_metric(f"{self.task}/think_words", float(np.mean([think_words(t) for t in texts])))
+            own = [t for t, m in zip(texts, mine) if m]
+            log_metric(f"{self.task}/parse_rate", float(np.mean([contract_answer(t) is not None for t in own])))
+            log_metric(f"{self.task}/think_words", float(np.mean([think_words(t) for t in own])))
+        if self.min_words is not None:
+            rewards = [0.0 if r is not None and word_count(t) < self.min_words else r for r, t in zip(rewards, texts)]
         return [r if m else None for r, m in zip(rewards, mine)]
 
 
 def build_reward_funcs(cfg: GRPOConfig) -> tuple[list[TaskReward], list[float]]:
     """Reward functions and TRL ``reward_weights`` from ``grpo.rewards_iqa`` / ``grpo.rewards_iaa``
-    (reward name -> weight), with the Gaussian and Thurstone constants bound from params."""
+    (reward name -> weight), with the Gaussian and Thurstone constants bound from params and the IAA length floor
+    (``grpo.min_words_iaa``) on every IAA reward but format."""
     options = {"gaussian_score": cfg.gaussian.model_dump(), "thurstone_rank": cfg.thurstone.model_dump()}
     funcs, weights = [], []
     for task, table in (("iqa", cfg.rewards_iqa), ("iaa", cfg.rewards_iaa)):
@@ -255,7 +269,8 @@ def build_reward_funcs(cfg: GRPOConfig) -> tuple[list[TaskReward], list[float]]:
             if name not in REWARDS:
                 raise ValueError(f"grpo.rewards_{task}: unknown reward {name!r}; choose from {', '.join(REWARDS)}")
             func = partial(REWARDS[name], **options.get(name, {}))
-            funcs.append(TaskReward(task, name, func, log_stats=n == 0))
+            floor = cfg.min_words_iaa if task == "iaa" and name != "format" else None
+            funcs.append(TaskReward(task, name, func, log_stats=n == 0, min_words=floor))
             weights.append(weight)
     return funcs, weights
 
@@ -272,13 +287,15 @@ def _best_time(fn: Callable[[], object], repeats: int) -> float:
 
 def run_bench(images: int = 64, generations: int = 8, repeats: int = 5, seed: int = 0) -> float:
     """Time the vectorised ranking against the pure-Python pairwise loop on ``images`` x ``generations``
-    completions (5% unparseable); print both, the max abs difference and the ratio (last line). Returns the ratio."""
+    completions (5% unparseable, 2% off the scale); print both, the max abs difference and the ratio (last line).
+    Returns the ratio."""
     rng = np.random.default_rng(seed)
     gt_image = rng.uniform(0, 1, images)
     image = np.repeat(np.arange(images), generations)
     gt = gt_image[image]
     pred = np.clip(gt + rng.normal(0, 0.1, len(gt)), 0, 1)
     pred[rng.random(len(pred)) < 0.05] = np.nan
+    pred[rng.random(len(pred)) < 0.02] = 3.0  # an answer of 300: invalid, like an unparseable one
 
     fast = thurstone_scores(pred, gt, image)
     slow = np.array(thurstone_scores_python(pred.tolist(), gt.tolist(), image.tolist()))

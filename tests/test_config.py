@@ -45,3 +45,22 @@ def test_lineage_compares_params_as_values_not_text():
 
     assert _same_value(1e-06, "1e-06") and _same_value([15, 50], (15, 50))
     assert not _same_value(0.001, "0.01") and not _same_value(True, 1.0) and not _same_value("a", "b")
+
+
+def test_word_ranges_that_cannot_fit_the_token_budgets_name_both_keys():
+    with pytest.raises(ConfigError) as err:
+        parse_params({"grpo": {"max_completion_length": 64}, "validate": {"think_words_iaa": [80, 200]}})
+    msg = str(err.value)
+    assert "validate.think_words_iaa" in msg and "grpo.max_completion_length = 64" in msg
+    assert "eval.max_new_tokens" not in msg and "think_words_iqa" not in msg  # those fit (256 tokens, 50 words)
+    with pytest.raises(ConfigError, match=r"validate.think_words_iqa allows 50 words.*eval.max_new_tokens = 40"):
+        parse_params({"eval": {"max_new_tokens": 40}, "validate": {"think_words_iaa": [10, 30]}})
+    with pytest.raises(ConfigError, match=r"grpo.min_words_iaa requires 300 words.*grpo.max_completion_length = 256"):
+        parse_params({"grpo": {"min_words_iaa": 300}})
+    assert parse_params({"grpo": {"max_completion_length": 251}}).grpo.max_completion_length == 251  # 250 words fit
+
+
+def test_paper_config_sets_the_paper_code_grpo_knobs():
+    grpo = load_params(ROOT / "configs/paper-qwen2.5-vl-7b.yaml").grpo
+    assert (grpo.loss_type, grpo.scale_rewards, grpo.gradient_accumulation_steps) == ("grpo", "group", 2)
+    assert grpo.temperature == 1.0 and grpo.min_words_iaa == 125

@@ -27,6 +27,8 @@ def predictions(benchmark, task, texts, gts):
     ("<answer></answer>", None),
     ("<think>no answer at all</think>", None),
     ("<answer>72.5", None),  # unclosed
+    ("<answer>130</answer>", None),  # off the 0-100 scale: a failure, never clipped to 100
+    ("<answer>-4</answer>", None),
     ("", None),
 ])
 def test_parsing_edge_cases_become_failures_not_guesses(text, expected):
@@ -54,7 +56,8 @@ def test_constant_predictions_give_undefined_correlations_in_metrics_and_report(
 def test_task_rows_average_benchmarks_and_pool_counts():
     rng = np.random.default_rng(0)
     gt = rng.uniform(0, 100, 30)
-    good = predictions("a", "iqa", [f"<answer>{g + rng.normal(0, 5):.2f}</answer>" for g in gt], gt)
+    # On the scale: an answer off 0-100 would be a parse failure.
+    good = predictions("a", "iqa", [f"<answer>{np.clip(g + rng.normal(0, 5), 0, 100):.2f}</answer>" for g in gt], gt)
     bad = predictions("b", "iqa", [f"<answer>{rng.uniform(0, 100):.2f}</answer>" for _ in gt] + ["x"], [*gt, 1])
     metrics = EvalMetrics.collect("ckpt", {"a": summarise(good, 1.0), "b": summarise(bad, 2.0)}, skipped={})
     task = metrics.tasks["iqa"]

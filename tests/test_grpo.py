@@ -169,3 +169,13 @@ def test_stage_with_lora_saves_a_merged_checkpoint(project):
     log = json.loads((grpo.OUT_DIR / grpo.LOG_FILE).read_text())
     assert log["checkpoint"] == "merged LoRA" and (grpo.OUT_DIR / "config.json").is_file()
     assert not (grpo.OUT_DIR / "adapter_config.json").exists()
+
+
+def test_paper_code_knobs_reach_trl(tmp_path):
+    cfg = GRPOConfig(num_generations=4, prompts_per_generation=4, per_device_batch_size=8, temperature=0.9,
+                     loss_type="grpo", scale_rewards="none", gradient_accumulation_steps=2)
+    args = grpo.trainer_args(cfg, tmp_path, [1.0])
+    assert (args.temperature, args.loss_type, args.scale_rewards) == (0.9, "grpo", "none")
+    assert args.gradient_accumulation_steps == 2
+    default = grpo.trainer_args(GRPOConfig(), tmp_path, [1.0])
+    assert (default.temperature, default.loss_type, default.scale_rewards) == (1.0, "dapo", "group")  # TRL's own

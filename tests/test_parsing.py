@@ -16,6 +16,10 @@ from tatar.parsing import format_target, parse_answer, think_text, think_words, 
     ("72.5", None),
     ("<answer>72.5", None),
     ("<answer>1e3</answer>", None),
+    ("<answer>100.5</answer>", None),                    # off the 0-100 scale: no answer
+    ("<answer>-3</answer>", None),
+    ("<answer>\u0667\u0662</answer>", None),             # non-ASCII digits, which float() would read as 72
+    ("<answer>100</answer>", 100.0),
 ])
 def test_parse_answer_is_strict(text, expected):
     assert parse_answer(text) == expected

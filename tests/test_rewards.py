@@ -76,10 +76,11 @@ def test_gaussian_alpha_widens_by_hand():
     assert iaa > got
 
 
-def test_gaussian_clips_to_scale_and_zero_when_unparseable():
-    out = gaussian_score_reward([answer(130), "<answer>high</answer>", "no tags"], task=["iqa"] * 3,
-                                score_100=[100.0] * 3)
-    assert out == [1.0, 0.0, 0.0]
+def test_gaussian_zero_when_off_scale_or_unparseable():
+    # 130 is no answer on 0-100 (it used to be clipped to 100 and earn the full reward); see test_rewards_adversarial.
+    out = gaussian_score_reward([answer(130), "<answer>high</answer>", "no tags", answer(100)], task=["iqa"] * 4,
+                                score_100=[100.0] * 4)
+    assert out == [0.0, 0.0, 0.0, 1.0]
 
 
 def test_gaussian_word_limit_cutoff():

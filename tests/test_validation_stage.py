@@ -76,7 +76,7 @@ def test_rejections_explain_themselves(split):
     details = {d["id"]: d["detail"] for d in read_jsonl(out / "rejected.jsonl")}
     assert details["copy"] == "rationale not already used for an earlier record: duplicate_of='iqa_ok_original'"
     assert details["bad_score"] == "ground truth on the 0-100 scale: score_100=130.0"
-    assert details["iaa_short"].startswith("iaa rationale has 80-450 words")
+    assert details["iaa_short"].startswith("iaa rationale has 80-250 words")
     assert details["extra_field"].startswith("mood: Extra inputs are not permitted")
     assert details["leak"] == "think states the ground truth 72.35 as '7.2/10'"
     assert "special token '<|im_end|>'" in details["contaminated"]
@@ -129,7 +129,7 @@ def test_policy_message_names_top_reasons_and_example_ids():
     assert policy_failures(keep_metrics(kept, rejected, None), rejected, ValidateConfig(min_keep_rate_iqa=0.25)) == []
 
 
-def test_policy_fails_the_stage_without_writing_a_corpus(tmp_path, monkeypatch):
+def _policy_fails_the_stage_without_writing_a_corpus(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     leak = "Fine detail is slightly soft and edges look smeared, so {}, while smooth areas stay clean."
     rows = [row("fine", subject=1)] + [_think_row(f"leaky{i}", leak.format(paraphrase))
@@ -147,3 +147,56 @@ def test_policy_fails_the_stage_without_writing_a_corpus(tmp_path, monkeypatch):
 def test_missing_rationales_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the rationales stage first"):
         validate_corpus(tmp_path / "nope.jsonl", tmp_path, ValidateConfig())
+
+
+# ------------------------------------------------------------------------------------- token budget
+def _with_base(tmp_path, tiny_model_dir):
+    (tmp_path / "data/models").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data/models/base").symlink_to(tiny_model_dir, target_is_directory=True)
+
+
+def test_policy_fails_the_stage_without_writing_a_corpus(tmp_path, monkeypatch, tiny_model_dir):
+    _with_base(tmp_path, tiny_model_dir)
+    _policy_fails_the_stage_without_writing_a_corpus(tmp_path, monkeypatch)
+
+
+def test_over_budget_targets_are_rejected_and_lengths_printed(tmp_path, monkeypatch, tiny_model_dir, capsys):
+    """The stage counts each target with the base model's tokenizer (the tiny one here) and rejects those longer
+    than the smaller of grpo.max_completion_length and eval.max_new_tokens as over_budget."""
+    from tatar.config import EvalConfig, GRPOConfig
+    from tatar.validation.budget import load_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    _with_base(tmp_path, tiny_model_dir)
+    rows = [row(f"iqa{i}", subject=i) for i in range(3)] + [row(f"iaa{i}", "iaa", subject=i) for i in range(3)]
+    longer = rows[-1]["think"] + " Seen again, the light across the frame rewards a slower second look."
+    rows[-1] = _think_row("iaa_long", longer, task="iaa", subject=9)
+    tokenizer = load_tokenizer("data/models/base")
+    lengths = {r["id"]: len(tokenizer(r["raw"], add_special_tokens=False)["input_ids"]) for r in rows}
+    budget = max(n for id, n in lengths.items() if id != "iaa_long")
+    assert lengths["iaa_long"] > budget  # the planted record is the only one over
+    write_jsonl("data/rationales/rationales.jsonl", rows)
+    params = Params(validate=ValidateConfig(min_keep_rate_iqa=0, min_keep_rate_iaa=0, think_words_iaa=(80, 120)),
+                    grpo=GRPOConfig(max_completion_length=budget), eval=EvalConfig(max_new_tokens=budget + 40))
+    run(params)
+
+    [rejected] = list(read_jsonl("data/corpus/rejected.jsonl"))
+    assert rejected["id"] == "iaa_long" and rejected["check"] == "over_budget"
+    assert f"target is {lengths['iaa_long']} tokens" in rejected["detail"]
+    assert f"grpo.max_completion_length {budget}" in rejected["detail"]
+    assert len(list(read_jsonl("data/corpus/corpus.jsonl"))) == 5
+    stats = json.loads((tmp_path / "data/corpus/metrics.json").read_text())["target_tokens"]
+    iaa = sorted(n for id, n in lengths.items() if id.startswith("iaa"))
+    assert stats["iaa"]["max"] == iaa[-1] and stats["iaa"]["median"] == iaa[1] and stats["iaa"]["over_budget"] == 1
+    assert stats["iqa"]["records"] == 3 and stats["iqa"]["budget"] == budget
+    printed = capsys.readouterr().err
+    assert "target length in base-model tokens" in printed and "p95" in printed and "median" in printed
+
+
+def test_missing_base_model_is_a_clear_error(tmp_path, monkeypatch):
+    from tatar.validation.budget import BudgetError
+
+    monkeypatch.chdir(tmp_path)
+    write_jsonl("data/rationales/rationales.jsonl", [row("fine", subject=1)])
+    with pytest.raises(BudgetError, match="run stage base_model first"):
+        run(Params())

@@ -116,6 +116,8 @@ def trainer_args(cfg: GRPOConfig, work_dir: Path, reward_weights: list[float]):
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         # One generation batch = prompts_per_generation images x G completions, across all processes; TRL checks
@@ -194,6 +196,9 @@ def model_card(out_dir: Path, params: Params, facts: dict, started_from: dict, c
         "G / beta / lr / epochs / max completion": f"{cfg.num_generations} / {cfg.beta} / {cfg.learning_rate} / "
                                                    f"{cfg.epochs} / {cfg.max_completion_length} tokens",
         "images per generation batch": cfg.prompts_per_generation,
+        "temperature / loss_type / scale_rewards / grad accumulation / IAA min words":
+            f"{cfg.temperature} / {cfg.loss_type} / {cfg.scale_rewards} / {cfg.gradient_accumulation_steps} / "
+            f"{cfg.min_words_iaa or 'off'}",
         "steps": facts["steps"],
         "lineage": "`lineage.json` (train manifest and SFT checkpoint hashes, params, packages, git commit)",
     }, {"How to load": load, "Rewards and contract by task": task_table(facts)})

@@ -4,7 +4,9 @@ Three gates, each record rejected for the first check it fails:
 
 1. the Great Expectations suite over the whole table (column contract: non-null, value sets, ranges, answer
    format, think length per task, empty and duplicate rationales), then the record schema;
-2. the hard rules (structure, answer = ground truth, contamination, score leak, IAA attribute coverage);
+2. the hard rules (structure, answer = ground truth, contamination, score leak, IAA attribute coverage), then the
+   token budget (``over_budget``: the target, in the base model's tokens, must fit the GRPO and evaluation
+   generation budgets; ``tatar.validation.budget``);
 3. the LLM judge, when ``validate.judge.enabled``.
 
 Every input record ends in exactly one of ``corpus.jsonl`` and ``rejected.jsonl``. A task whose keep rate falls
@@ -24,6 +26,7 @@ from rich.table import Table
 
 from tatar.config import Params, ValidateConfig
 from tatar.records import RationaleRecord, read_jsonl, write_json, write_jsonl
+from tatar.validation.budget import TokenBudget, print_length_table, split_by_budget
 from tatar.validation.report import Rejection, enforce_keep_rates, keep_metrics, summary_markdown
 from tatar.validation.rules import first_failure
 
@@ -36,6 +39,7 @@ class Split:
     kept: list[RationaleRecord]
     rejected: list[Rejection]
     judge: dict | None = field(default=None)  # judge run statistics when it ran
+    target_tokens: dict | None = field(default=None)  # per-task target length in tokens when a budget was given
 
 
 def _schema_error(exc: ValidationError) -> str:
@@ -44,8 +48,10 @@ def _schema_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}" + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
 
 
-def split_rationales(rows: list[dict], cfg: ValidateConfig, gx_dir: str | Path, progress: bool = True) -> Split:
-    """Run the three gates over raw rationale dicts; GX results and data docs go to ``gx_dir``."""
+def split_rationales(rows: list[dict], cfg: ValidateConfig, gx_dir: str | Path, progress: bool = True,
+                     budget: TokenBudget | None = None) -> Split:
+    """Run the three gates over raw rationale dicts; GX results and data docs go to ``gx_dir``. With ``budget``,
+    targets longer than it (in its tokenizer's tokens) are rejected as ``over_budget`` before the judge."""
     from tatar.validation.expectations import run_suite  # GX takes seconds to import
 
     rejected: list[Rejection] = []
@@ -74,8 +80,12 @@ def split_rationales(rows: list[dict], cfg: ValidateConfig, gx_dir: str | Path, 
         else:
             candidates.append(record)
 
+    tokens = None
+    if budget is not None:
+        candidates, over, tokens = split_by_budget(candidates, budget)
+        rejected += over
     if not cfg.judge.enabled or not candidates:
-        return Split(candidates, rejected)
+        return Split(candidates, rejected, target_tokens=tokens)
     from tatar.validation.judge import judge_records
 
     outcome = judge_records(candidates, cfg.judge, progress=progress)
@@ -85,7 +95,7 @@ def split_rationales(rows: list[dict], cfg: ValidateConfig, gx_dir: str | Path, 
             rejected.append(Rejection(id=record.id, task=record.task, check=failure.check, detail=failure.detail))
         else:
             kept.append(record)
-    return Split(kept, rejected, judge={"enabled": True, **outcome.stats})
+    return Split(kept, rejected, judge={"enabled": True, **outcome.stats}, target_tokens=tokens)
 
 
 def _print_summary(metrics: dict) -> None:
@@ -100,7 +110,8 @@ def _print_summary(metrics: dict) -> None:
     Console(stderr=True).print(table)
 
 
-def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progress: bool = True) -> dict:
+def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progress: bool = True,
+                    budget: TokenBudget | None = None) -> dict:
     """Write ``out_dir/{corpus,rejected}.jsonl``, ``metrics.json`` and ``gx/``; return the metrics.
     Raises KeepRateError (after writing everything but the corpus) when a task's keep rate is too low."""
     if not rationales.exists():
@@ -109,8 +120,11 @@ def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progre
     corpus.unlink(missing_ok=True)  # never leave a stale corpus next to fresh rejections
     shutil.rmtree(gx_dir, ignore_errors=True)
 
-    split = split_rationales(list(read_jsonl(rationales)), cfg, gx_dir, progress=progress)
+    split = split_rationales(list(read_jsonl(rationales)), cfg, gx_dir, progress=progress, budget=budget)
     metrics = keep_metrics(split.kept, split.rejected, split.judge)
+    if split.target_tokens is not None:
+        metrics["target_tokens"] = split.target_tokens
+        print_length_table(split.target_tokens)
     write_jsonl(out_dir / "rejected.jsonl", split.rejected)
     write_json(out_dir / "metrics.json", metrics)
     (gx_dir / "summary.md").write_text(summary_markdown(metrics, split.rejected, cfg), encoding="utf-8")
@@ -121,4 +135,4 @@ def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progre
 
 
 def run(params: Params) -> None:
-    validate_corpus(RATIONALES, CORPUS_DIR, params.validate)
+    validate_corpus(RATIONALES, CORPUS_DIR, params.validate, budget=TokenBudget.from_params(params))
