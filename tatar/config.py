@@ -84,7 +84,7 @@ class SamplingConfig(Section):
 
 
 class TeacherConfig(Section):
-    # "local" starts the reference teacher (tatar.teacher.server) on a free loopback port for the run.
+    # "local" starts the reference teacher (tatar.standins.server) on a free loopback port for the run.
     base_url: str = "local"
     model: str = "tatar-reference-teacher"
     # Name of the environment variable that holds the API key; the key itself never enters params or logs.

@@ -10,10 +10,10 @@ from teacher_fixtures import NOTES, make_records
 from tatar.config import TeacherConfig
 from tatar.parsing import format_target, word_count
 from tatar.records import ATTRIBUTES
-from tatar.teacher.measures import DEFECTS, QualityView, Spot
+from tatar.standins.measures import DEFECTS, QualityView, Spot
 from tatar.teacher.normalise import Rejected, normalise, sentences
 from tatar.teacher.prompts import load_prompts
-from tatar.teacher.reference import (
+from tatar.standins.teacher import (
     ATTRIBUTE_LEADS,
     IQA_BAD,
     TeacherRequest,

@@ -93,10 +93,19 @@ def serving(endpoint: Endpoint) -> Iterator[str]:
     if endpoint.base_url != LOCAL:
         yield endpoint.base_url
         return
-    from tatar.teacher.server import running_server
+    from tatar.standins.server import running_server
 
     with running_server() as base_url:
         yield base_url
+
+
+def standin_revision(endpoint: Endpoint) -> str | None:
+    """The local reference teacher's code version when it is the model asked, so improving it re-asks it (part
+    of its replies' cache key; real models are told apart by their name). Only the package's two constants are
+    read, never the stand-ins themselves."""
+    from tatar.standins import REFERENCE_MODEL, REFERENCE_REVISION
+
+    return REFERENCE_REVISION if endpoint.model == REFERENCE_MODEL else None
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ from rich.table import Table
 
 from tatar.config import Params, TeacherConfig
 from tatar.records import ManifestRecord, RationaleRecord, TeacherIdentity, read_records, write_json, write_jsonl
-from tatar.teacher import REFERENCE_MODEL, REFERENCE_REVISION
 from tatar.teacher.cache import cache_key
-from tatar.teacher.client import ChatRun, Endpoint, Failure, Job, RunStats, Sampling, run_chat
+from tatar.teacher.client import ChatRun, Endpoint, Failure, Job, RunStats, Sampling, run_chat, standin_revision
 from tatar.teacher.normalise import check, normalise
 from tatar.teacher.prompts import PromptSet, load_prompts
 
@@ -112,8 +111,7 @@ def record_key(record: ManifestRecord, cfg: TeacherConfig, prompts: PromptSet) -
         prompt_version=prompts.version,
         model=cfg.model,
         sampling=vars(sampling(cfg, record)),
-        # The reference teacher's own code version, so improving it re-asks it (real models have a name).
-        revision=REFERENCE_REVISION if cfg.model == REFERENCE_MODEL else None,
+        revision=standin_revision(Endpoint.of(cfg)),
     )
 
 
