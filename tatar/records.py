@@ -49,6 +49,8 @@ class ManifestRecord(BaseModel):
 
 
 class TeacherIdentity(BaseModel):
+    """The teacher of one record (each task may have its own); never a key or a credential."""
+
     model_config = ConfigDict(extra="forbid")
 
     model: str
@@ -56,6 +58,8 @@ class TeacherIdentity(BaseModel):
     temperature: float
     top_p: float
     max_tokens: int
+    base_url: str | None = None  # without credentials; "local" for the reference teacher
+    served_model: str | None = None  # the model name the server answered with, when it differs from ``model``
 
 
 class RationaleRecord(BaseModel):
@@ -70,6 +74,7 @@ class RationaleRecord(BaseModel):
     attributes: dict[str, str] | None = None
     teacher: TeacherIdentity
     raw: str  # the teacher's text as received
+    reasoning: str | None = None  # a reasoning model's own reasoning (never part of ``think``)
     think: str  # normalised rationale
     answer: str  # "NN.NN", the 0-100 ground truth
     think_words: int

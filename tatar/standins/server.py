@@ -160,11 +160,12 @@ def _config(app: Starlette, **kwargs) -> uvicorn.Config:
 class ReferenceServer:
     """The server in a daemon thread on a loopback port (0 = a free one)."""
 
-    def __init__(self, faults: Faults = Faults(), host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, faults: Faults = Faults(), host: str = "127.0.0.1", port: int = 0,
+                 app: Starlette | None = None):
         self.faults, self.stats = faults, ServerStats()
         self._socket = _bind(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(_config(create_app(faults, self.stats)))
+        self._server = uvicorn.Server(_config(app or create_app(faults, self.stats)))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
                                         name="tatar-reference-teacher", daemon=True)
 
@@ -190,6 +191,16 @@ class ReferenceServer:
 @contextmanager
 def serve_in_thread(host: str = "127.0.0.1", port: int = 0, **faults) -> Iterator[ReferenceServer]:
     server = ReferenceServer(Faults(**faults), host=host, port=port).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def serve_app(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[ReferenceServer]:
+    """Any other app the same way: test servers that misbehave in ways the fault flags cannot."""
+    server = ReferenceServer(host=host, port=port, app=app).start()
     try:
         yield server
     finally:
