@@ -92,6 +92,24 @@ class RationaleRecord(BaseModel):
         return format_target(self.think, float(self.answer))
 
 
+def teachers_of(records: Iterable[RationaleRecord]) -> dict[str, list[dict]]:
+    """Per task, the teachers that wrote these records (model, base_url, how many records): for lineage and cards."""
+    counts: dict[tuple, int] = {}
+    for r in records:
+        key = (r.task, r.teacher.model, r.teacher.base_url)
+        counts[key] = counts.get(key, 0) + 1
+    out: dict[str, list[dict]] = {}
+    for (task, model, base_url), n in counts.items():
+        out.setdefault(task, []).append({"model": model, "base_url": base_url, "records": n})
+    return out
+
+
+def describe_teachers(teachers: dict[str, list[dict]]) -> str:
+    """"iqa: Qwen/Qwen3-VL-32B-Instruct at http://... (120 records); iaa: ..." """
+    return "; ".join(f"{task}: " + ", ".join(f"{t['model']} at {t['base_url'] or '?'} ({t['records']} records)"
+                                            for t in found) for task, found in teachers.items())
+
+
 def read_jsonl(path: str | Path) -> Iterator[dict]:
     """Yield one dict per non-empty line; a torn last line (crash mid-write) is skipped, not fatal."""
     path = Path(path)

@@ -241,3 +241,27 @@ def test_rationale_records_without_the_new_fields_still_load():
            "cache_key": "k"}
     record = RationaleRecord.model_validate(old)
     assert record.reasoning is None and record.teacher.base_url is None
+
+
+def test_lineage_and_model_cards_name_each_tasks_teacher():
+    from tatar.lineage import _markdown, _task_teachers
+    from tatar.records import describe_teachers, teachers_of
+
+    params = {"base_url": "http://gpu:8000/v1", "model": "Qwen/Qwen3-VL-32B-Instruct",
+              "iaa": {"temperature": 0.2, "top_p": 0.9, "max_tokens": 4096, "base_url": "http://gpu:8001/v1",
+                      "model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B"}}
+    teachers = _task_teachers(params)
+    assert teachers == {"iqa": "Qwen/Qwen3-VL-32B-Instruct at http://gpu:8000/v1",
+                        "iaa": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B at http://gpu:8001/v1"}
+    rows = [{"id": str(i), "task": task, "dataset": "d", "image": "a.png", "root": "r", "score_100": 50.0,
+             "teacher": {"model": model, "prompt_version": "v1", "temperature": 0.3, "top_p": 0.8, "max_tokens": 9,
+                         "base_url": url},
+             "raw": "", "think": "x", "answer": "50.00", "think_words": 1, "cache_key": "k"}
+            for i, (task, model, url) in enumerate([("iqa", "vlm", "http://a/v1")] * 2 + [("iaa", "r1", "http://b/v1")])]
+    written_by = teachers_of(RationaleRecord.model_validate(r) for r in rows)
+    assert describe_teachers(written_by) == "iqa: vlm at http://a/v1 (2 records); iaa: r1 at http://b/v1 (1 records)"
+    report = {"checkpoint": "data/models/sft", "rev": None, "stages": [], "disagreements": [],
+              "corpus": {"teachers": teachers, "prompt_version": "v1", "written_by": written_by}, "lineage": {}}
+    text = _markdown(report)
+    assert "**IAA teacher:** deepseek-ai/DeepSeek-R1-Distill-Qwen-32B at http://gpu:8001/v1" in text
+    assert "**Corpus written by:** iqa: vlm at http://a/v1 (2 records)" in text
