@@ -3,6 +3,7 @@ replies, an image gone mid-run, a server that echoes the request's headers, and 
 misbehaving teacher is a small OpenAI-compatible test server built from the reference teacher's own answers."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,39 @@ def test_lineage_and_model_cards_name_each_tasks_teacher():
     text = _markdown(report)
     assert "**IAA teacher:** deepseek-ai/DeepSeek-R1-Distill-Qwen-32B at http://gpu:8001/v1" in text
     assert "**Corpus written by:** iqa: vlm at http://a/v1 (2 records)" in text
+
+
+@pytest.mark.slow
+def test_header_echo_through_dvc_repro_leaves_no_key_in_dvc_lock_cache_or_logs(records, tmp_path):
+    """The real path: `dvc repro rationales` against the echoing server, the key in the environment only."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    def run(*args):
+        env = {**os.environ, "TATAR_TEACHER_API_KEY": KEY, "DVC_NO_ANALYTICS": "1",
+               "PYTHONPATH": str(Path(stage.__file__).resolve().parents[2])}
+        return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+
+    def echo(body, req):
+        return JSONResponse({"error": {"message": f"you sent {dict(req.headers)}"}}, status_code=400)
+
+    write_jsonl(tmp_path / stage.TRAIN_MANIFEST, records)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"rationales": {
+        "cmd": f"{sys.executable} -m tatar.cli stage rationales", "deps": [str(stage.TRAIN_MANIFEST)],
+        "params": ["teacher"], "outs": ["data/rationales/rationales.jsonl", "data/rationales/failures.jsonl"],
+        "metrics": [{"data/rationales/metrics.json": {"cache": False}}]}}}))
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        assert run(*cmd).returncode == 0
+    with serve_app(teacher_app(echo)) as server:
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({"teacher": {
+            "base_url": server.base_url.replace("127.0.0.1", "localhost"), "cache_dir": ".tatar/cache/teacher",
+            "max_retries": 0, "min_success_rate": 0.0}}))
+        repro = run(sys.executable, "-m", "dvc", "repro", "rationales")
+    assert repro.returncode == 0, repro.stderr[-2000:]
+    assert "[REDACTED]" in (tmp_path / "data/rationales/failures.jsonl").read_text()
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and ".git" not in p.parts]
+    assert tmp_path / "dvc.lock" in files
+    leaks = [str(p) for p in files if KEY.encode() in p.read_bytes()]
+    assert not leaks and KEY not in repro.stdout + repro.stderr
