@@ -10,9 +10,9 @@ import pytest
 from teacher_fixtures import NOTES, config, make_records
 
 from tatar.config import JudgeConfig, TeacherConfig
+from tatar.standins.server import serve_in_thread
 from tatar.teacher.client import Endpoint, EndpointError, Job, Sampling, run_chat_async
 from tatar.teacher.prompts import PromptSet, load_prompts
-from tatar.standins.server import serve_in_thread
 from tatar.teacher.stage import generate, record_key
 
 

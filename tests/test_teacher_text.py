@@ -11,8 +11,6 @@ from tatar.config import TeacherConfig
 from tatar.parsing import format_target, word_count
 from tatar.records import ATTRIBUTES
 from tatar.standins.measures import DEFECTS, QualityView, Spot
-from tatar.teacher.normalise import Rejected, normalise, sentences
-from tatar.teacher.prompts import load_prompts
 from tatar.standins.teacher import (
     ATTRIBUTE_LEADS,
     IQA_BAD,
@@ -22,6 +20,8 @@ from tatar.standins.teacher import (
     quote,
     rationale,
 )
+from tatar.teacher.normalise import Rejected, normalise, sentences
+from tatar.teacher.prompts import load_prompts
 from tatar.teacher.stage import teacher_job
 
 IQA_WORDS, IAA_WORDS = TeacherConfig().words_iqa, TeacherConfig().words_iaa

@@ -25,8 +25,15 @@ from tatar.lineage import write_lineage
 from tatar.modeling import BASE_DIR, ModelLoadError, load_from_config, resolve_model
 from tatar.parsing import format_target, parse_answer, think_words
 from tatar.prompts import conversation
-from tatar.records import (ManifestRecord, RationaleRecord, Task, describe_teachers, read_records, teachers_of,
-                           write_json)
+from tatar.records import (
+    ManifestRecord,
+    RationaleRecord,
+    Task,
+    describe_teachers,
+    read_records,
+    teachers_of,
+    write_json,
+)
 
 CORPUS = Path("data/corpus/corpus.jsonl")
 OUT_DIR = Path("data/models/sft")

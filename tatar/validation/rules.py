@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from tatar.config import ValidateConfig
 from tatar.parsing import NUMBER_RE, format_score, parse_answer, think_text
-from tatar.records import RationaleRecord
 from tatar.reasoning import requested
+from tatar.records import RationaleRecord
 from tatar.repetition import degenerate
 from tatar.score_mentions import states
 from tatar.validation.aspects import aspects_touched
