@@ -302,3 +302,17 @@ def test_header_echo_through_dvc_repro_leaves_no_key_in_dvc_lock_cache_or_logs(r
     assert tmp_path / "dvc.lock" in files
     leaks = [str(p) for p in files if KEY.encode() in p.read_bytes()]
     assert not leaks and KEY not in repro.stdout + repro.stderr
+
+
+def test_stand_ins_stay_out_of_the_pipelines_imports():
+    """The client, the stage and validation never import the stand-ins, and the stand-in server never imports
+    the client (the circle client -> server -> judge -> client is gone)."""
+    import subprocess
+    import sys
+
+    def loaded(imports: str, prefixes: str) -> str:
+        code = f"import sys, {imports}; print(sorted(m for m in sys.modules if m.startswith({prefixes})))"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+    assert loaded("tatar.teacher.stage, tatar.validation.stage, tatar.validation.judge", "'tatar.standins'") == "[]\n"
+    assert loaded("tatar.standins.server", "('tatar.teacher', 'tatar.validation.judge')") == "[]\n"
