@@ -118,7 +118,7 @@ def teacher_serve(
     seed: int = 0,
 ):
     """Run the reference teacher as an OpenAI-compatible server (chat completions, models, health)."""
-    from tatar.teacher.server import serve_forever
+    from tatar.standins.server import serve_forever
 
     serve_forever(host=host, port=port, latency_ms=latency_ms, error_rate=error_rate,
                   timeout_rate=timeout_rate, malformed_rate=malformed_rate, seed=seed)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tatar.errors import TatarError
 
@@ -83,24 +83,56 @@ class SamplingConfig(Section):
     max_tokens: int
 
 
+def _no_credentials(url: str | None) -> str | None:
+    """Params end up in dvc.lock, git and lineage: a URL carrying a key or password is refused."""
+    from tatar.redact import url_credentials
+
+    if url and (found := url_credentials(url)):
+        raise ValueError(f"base_url carries credentials ({found}); put the key in the environment variable named "
+                         f"by api_key_env instead")
+    return url
+
+
+class TaskTeacherConfig(SamplingConfig):
+    """One task's teacher: its sampling, and optionally its own endpoint and model (unset: the shared ones)."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+
+    _check_url = field_validator("base_url")(_no_credentials)
+
+
 class TeacherConfig(Section):
-    # "local" starts the reference teacher (tatar.teacher.server) on a free loopback port for the run.
+    # "local" starts the reference teacher (tatar.standins.server) on a free loopback port for the run.
     base_url: str = "local"
     model: str = "tatar-reference-teacher"
     # Name of the environment variable that holds the API key; the key itself never enters params or logs.
     api_key_env: str = "TATAR_TEACHER_API_KEY"
+    _check_url = field_validator("base_url")(_no_credentials)
     prompt_version: str = "v1"
     concurrency: int = 64
     timeout_s: float = 60.0
     max_retries: int = 5
     max_reasks: int = 2
     cache_dir: str = ".tatar/cache/teacher"
-    iqa: SamplingConfig = SamplingConfig(temperature=0.3, top_p=0.8, max_tokens=140)
-    iaa: SamplingConfig = SamplingConfig(temperature=0.2, top_p=0.9, max_tokens=500)
+    # Per task: sampling, and optionally base_url / model / api_key_env of that task's own teacher (the paper asks
+    # a VLM for IQA and a text-only reasoning model for IAA); unset fields fall back to the shared ones above.
+    iqa: TaskTeacherConfig = TaskTeacherConfig(temperature=0.3, top_p=0.8, max_tokens=140)
+    iaa: TaskTeacherConfig = TaskTeacherConfig(temperature=0.2, top_p=0.9, max_tokens=500)
+    # Share of each task's manifest records that must end with a rationale; below it the stage writes its outputs,
+    # then fails naming the top failure reasons (a broken teacher must not shrink the corpus silently).
+    min_success_rate: float = Field(0.9, ge=0, le=1)
     # Rationale length in words [min, max] after normalisation; outside it the teacher is re-asked.
     # IQA is cut to its first two sentences and at most max words (the paper's normaliser) before the check.
     words_iqa: tuple[int, int] = (20, 50)
     words_iaa: tuple[int, int] = (80, 450)
+
+    def for_task(self, task: str) -> TaskTeacherConfig:
+        """The task's teacher with the shared endpoint and model filled in where it sets none."""
+        own = self.iqa if task == "iqa" else self.iaa
+        return own.model_copy(update={name: getattr(own, name) or getattr(self, name)
+                                      for name in ("base_url", "model", "api_key_env")})
 
 
 # ----------------------------------------------------------------------------------------- validate
@@ -109,6 +141,7 @@ class JudgeConfig(Section):
     base_url: str = "local"
     model: str = "tatar-reference-teacher"
     api_key_env: str = "TATAR_JUDGE_API_KEY"
+    _check_url = field_validator("base_url")(_no_credentials)
     concurrency: int = 32
     timeout_s: float = 60.0
     max_retries: int = 5

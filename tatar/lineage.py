@@ -204,6 +204,8 @@ def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None
                     disagreements.append(f"{rel} on disk differs from the output dvc.lock records "
                                          f"({out['md5'][:12]}); it was changed or swapped after `{stage}` ran")
     corpus = _corpus_summary(stages, root, rev)
+    if corpus is not None and (written_by := (lineage.get("training") or {}).get("teachers")):
+        corpus["written_by"] = written_by  # the teachers named in the corpus records the checkpoint learnt from
     return {"checkpoint": rel, "stage": stage, "rev": rev, "stages": stages, "corpus": corpus,
             "lineage": {k: lineage.get(k) for k in ("stage", "created_at", "inputs", "started_from", "code",
                                                     "packages", "params")},
@@ -216,8 +218,7 @@ def _corpus_summary(stages: list[dict], root: Path, rev: str | None) -> dict | N
         return None
     teacher = by_name["rationales"]["params"].get("teacher", {})
     summary = {
-        "teacher_model": teacher.get("model"),
-        "teacher_base_url": teacher.get("base_url"),
+        "teachers": _task_teachers(teacher),
         "prompt_version": teacher.get("prompt_version"),
         "sampling": {t: teacher.get(t) for t in ("iqa", "iaa")},
     }
@@ -225,6 +226,18 @@ def _corpus_summary(stages: list[dict], root: Path, rev: str | None) -> dict | N
     if metrics:
         summary["keep_rate"] = {k: v for k, v in _flatten(metrics).items() if "keep_rate" in k}
     return summary
+
+
+def _task_teachers(teacher: dict) -> dict[str, str]:
+    """Each task's teacher as configured in dvc.lock's params (a task's own model / base_url, else the shared)."""
+    from tatar.config import TeacherConfig
+    from tatar.redact import public_url
+
+    try:
+        cfg = TeacherConfig.model_validate(teacher)
+    except ValueError:  # params of an older or newer code version: read what is there
+        return {task: f"{(teacher.get(task) or {}).get('model') or teacher.get('model')}" for task in ("iqa", "iaa")}
+    return {task: f"{cfg.for_task(task).model} at {public_url(cfg.for_task(task).base_url)}" for task in ("iqa", "iaa")}
 
 
 def _metrics_at(root: Path, path: str, rev: str | None) -> dict | None:
@@ -285,7 +298,15 @@ def _markdown(report: dict) -> str:
         params = "<br>".join(f"{k}={v}" for k, v in _flatten(s["params"]).items())
         lines.append(f"| {s['stage']} | {deps} | {params} | {outs} |")
     if report["corpus"]:
-        lines += ["", "**Corpus:** " + ", ".join(f"{k}: {v}" for k, v in report["corpus"].items())]
+        corpus = dict(report["corpus"])
+        teachers = corpus.pop("teachers", {})
+        written_by = corpus.pop("written_by", None)
+        lines += ["", "**Corpus:** " + ", ".join(f"{k}: {v}" for k, v in corpus.items())]
+        lines += [f"**{task.upper()} teacher:** {who}" for task, who in teachers.items()]
+        if written_by:
+            from tatar.records import describe_teachers
+
+            lines.append(f"**Corpus written by:** {describe_teachers(written_by)}")
     lin = report["lineage"]
     code = lin.get("code") or {}
     lines += ["", f"**Trained** {lin.get('created_at')} at commit `{code.get('commit')}`"

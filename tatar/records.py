@@ -49,6 +49,8 @@ class ManifestRecord(BaseModel):
 
 
 class TeacherIdentity(BaseModel):
+    """The teacher of one record (each task may have its own); never a key or a credential."""
+
     model_config = ConfigDict(extra="forbid")
 
     model: str
@@ -56,6 +58,8 @@ class TeacherIdentity(BaseModel):
     temperature: float
     top_p: float
     max_tokens: int
+    base_url: str | None = None  # without credentials; "local" for the reference teacher
+    served_model: str | None = None  # the model name the server answered with, when it differs from ``model``
 
 
 class RationaleRecord(BaseModel):
@@ -70,6 +74,7 @@ class RationaleRecord(BaseModel):
     attributes: dict[str, str] | None = None
     teacher: TeacherIdentity
     raw: str  # the teacher's text as received
+    reasoning: str | None = None  # a reasoning model's own reasoning (never part of ``think``)
     think: str  # normalised rationale
     answer: str  # "NN.NN", the 0-100 ground truth
     think_words: int
@@ -85,6 +90,24 @@ class RationaleRecord(BaseModel):
         from tatar.parsing import format_target
 
         return format_target(self.think, float(self.answer))
+
+
+def teachers_of(records: Iterable[RationaleRecord]) -> dict[str, list[dict]]:
+    """Per task, the teachers that wrote these records (model, base_url, how many records): for lineage and cards."""
+    counts: dict[tuple, int] = {}
+    for r in records:
+        key = (r.task, r.teacher.model, r.teacher.base_url)
+        counts[key] = counts.get(key, 0) + 1
+    out: dict[str, list[dict]] = {}
+    for (task, model, base_url), n in counts.items():
+        out.setdefault(task, []).append({"model": model, "base_url": base_url, "records": n})
+    return out
+
+
+def describe_teachers(teachers: dict[str, list[dict]]) -> str:
+    """"iqa: Qwen/Qwen3-VL-32B-Instruct at http://... (120 records); iaa: ..." """
+    return "; ".join(f"{task}: " + ", ".join(f"{t['model']} at {t['base_url'] or '?'} ({t['records']} records)"
+                                            for t in found) for task, found in teachers.items())
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:

@@ -83,7 +83,7 @@ def test_lineage_of_the_final_checkpoint(project):
     report = json.loads(sh(*TATAR, "lineage", "data/models/grpo", "--json", cwd=project).stdout)
     assert [s["stage"] for s in report["stages"]][-1] == "grpo"
     assert {"prepare", "rationales", "validate", "base_model", "sft"} <= {s["stage"] for s in report["stages"]}
-    assert report["corpus"]["teacher_model"] == "tatar-reference-teacher"
+    assert report["corpus"]["teachers"] == {task: "tatar-reference-teacher at local" for task in ("iqa", "iaa")}
     assert report["disagreements"] == []
     assert sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).returncode == 0
 

@@ -54,6 +54,8 @@ def test_stage_trains_saves_checks_and_records_lineage(project, capsys):
     assert "model.safetensors" in lineage["files"] and "README.md" in lineage["files"]
     card = (out / "README.md").read_text()
     assert "| weights | full |" in card and "parse rate" in card
+    # who wrote the corpus, per task: in the lineage and on the card
+    assert [t["records"] for t in lineage["training"]["teachers"]["iqa"]] == [24] and "| teachers | iqa: " in card
     assert not any(Path(".tatar/runs/sft").iterdir())  # finished runs leave no resumable state behind
 
 

@@ -10,9 +10,9 @@ import pytest
 from teacher_fixtures import NOTES, config, make_records
 
 from tatar.config import JudgeConfig, TeacherConfig
+from tatar.standins.server import serve_in_thread
 from tatar.teacher.client import Endpoint, EndpointError, Job, Sampling, run_chat_async
 from tatar.teacher.prompts import PromptSet, load_prompts
-from tatar.teacher.server import serve_in_thread
 from tatar.teacher.stage import generate, record_key
 
 
@@ -161,7 +161,7 @@ def test_refused_credentials_abort_the_run(tmp_path, monkeypatch):
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    import tatar.teacher.server as server_module
+    import tatar.standins.server as server_module
 
     async def refuse(request):
         return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
@@ -183,7 +183,7 @@ def test_replies_are_read_from_the_plain_chat_completion_json(tmp_path, monkeypa
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
-    import tatar.teacher.server as server_module
+    import tatar.standins.server as server_module
 
     bodies = []
 
@@ -221,7 +221,7 @@ def test_server_protocol_models_health_and_bad_prompts():
 
 
 def test_server_hands_judge_prompts_to_the_judge_hook(monkeypatch):
-    judge = pytest.importorskip("tatar.validation.judge")
+    from tatar.standins import judge
     verdict = json.dumps({"decision": "keep"})
     monkeypatch.setattr(judge, "reference_verdict", lambda messages: verdict if "JUDGE" in str(messages) else None)
     with serve_in_thread() as server:

@@ -10,13 +10,13 @@ import pytest
 from tatar.config import SyntheticConfig
 from tatar.data.synthetic import build_synthetic
 from tatar.records import ATTRIBUTES
-from tatar.teacher import reference
+from tatar.standins import teacher as reference
+from tatar.standins.judge import verdict
+from tatar.standins.teacher import BadRequest, TeacherRequest, parse_request, rationale
 from tatar.teacher.normalise import normalise, sentences
-from tatar.teacher.reference import BadRequest, TeacherRequest, parse_request, rationale
 from tatar.teacher.stage import image_data_url
 from tatar.validation.aspects import aspects_touched
 from tatar.validation.expectations import normalise_rationale
-from tatar.validation.reference_judge import verdict
 
 MAX_DUPLICATES = 0.03  # the target on the embedded default: under 3% repeated rationales per task
 

@@ -17,9 +17,9 @@ from teacher_fixtures import make_records
 from tatar.config import Params, TeacherConfig
 from tatar.parsing import format_score, parse_answer
 from tatar.records import ManifestRecord, RationaleRecord, read_jsonl, read_records, write_jsonl
+from tatar.standins.server import serve_in_thread
 from tatar.teacher import stage
 from tatar.teacher.bench import run_bench
-from tatar.teacher.server import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 

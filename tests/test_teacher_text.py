@@ -10,10 +10,8 @@ from teacher_fixtures import NOTES, make_records
 from tatar.config import TeacherConfig
 from tatar.parsing import format_target, word_count
 from tatar.records import ATTRIBUTES
-from tatar.teacher.measures import DEFECTS, QualityView, Spot
-from tatar.teacher.normalise import Rejected, normalise, sentences
-from tatar.teacher.prompts import load_prompts
-from tatar.teacher.reference import (
+from tatar.standins.measures import DEFECTS, QualityView, Spot
+from tatar.standins.teacher import (
     ATTRIBUTE_LEADS,
     IQA_BAD,
     TeacherRequest,
@@ -22,6 +20,8 @@ from tatar.teacher.reference import (
     quote,
     rationale,
 )
+from tatar.teacher.normalise import Rejected, normalise, sentences
+from tatar.teacher.prompts import load_prompts
 from tatar.teacher.stage import teacher_job
 
 IQA_WORDS, IAA_WORDS = TeacherConfig().words_iqa, TeacherConfig().words_iaa
@@ -85,9 +85,38 @@ def test_iqa_keeps_the_first_two_sentences():
 
 
 def test_iqa_is_cut_to_fifty_words_and_still_ends_a_sentence():
-    long = " ".join(["blur"] * 40) + " and more. " + " ".join(["noise"] * 30) + " everywhere."
+    distinct = [f"soft{a}{b}" for a in "abcdefgh" for b in "abcdefghij"]  # 80 different words, no loop
+    long = " ".join(distinct[:40]) + " and more. " + " ".join(distinct[40:70]) + " everywhere."
     out = normalise(format_target(long, 50), "iqa", 50, IQA_WORDS)
     assert out.words == 50 == word_count(out.think) and out.think.endswith(".")
+
+
+def test_a_degenerate_reply_is_rejected_not_cut_to_size():
+    """A loop cut to 50 words is still a loop: "very very very ..." was once accepted as an IQA rationale."""
+    for loop in ("The image is " + "very " * 80 + "blurry.", (IQA + " ") * 3,
+                 "Edges look soft and the image is soft and the image is soft and the image is soft overall."):
+        with pytest.raises(Rejected, match="degenerate"):
+            normalise(format_target(loop, 50), "iqa", 50, IQA_WORDS)
+
+
+def test_the_score_in_words_is_caught_like_digits():
+    with pytest.raises(Rejected, match="the score inside <think> in words"):
+        normalise(format_target(IQA + " It deserves seventy-two.", 72), "iaa", 72, (10, 450))
+    # a sentence that rates in words is dropped like one that rates in digits
+    for rating in ("I would rate it seventy-two out of a hundred.", "It is about seven point two out of ten."):
+        out = normalise(format_target(IQA + " " + rating, 72), "iaa", 72, (10, 450))
+        assert "seven" not in out.think and out.dropped == 1
+    # small numbers in words are prose, not scores
+    assert normalise(format_target(IQA + " The two figures sit in one corner.", 2), "iaa", 2, (10, 450)).dropped == 0
+
+
+def test_reasoning_model_reply_shapes_yield_the_requested_rationale():
+    """Raw R1: its own <think> first; template-opened: a lone </think>; the rationale is the requested block."""
+    requested = format_target(IQA, 61.5)
+    mine = "Okay, the user wants two sentences. The score is 61.5, so moderate. Let me write it."
+    for raw in (f"<think>{mine}</think>\n\n{requested}", f"{mine}\n</think>\n\n{requested}"):
+        out = normalise(raw, "iqa", 61.5, IQA_WORDS)
+        assert out.think == normalise(requested, "iqa", 61.5, IQA_WORDS).think and "Okay" not in out.think
 
 
 def test_a_sentence_stating_the_score_is_stripped():
@@ -109,7 +138,8 @@ def test_numbers_in_think_are_rejected(think, reason):
 @pytest.mark.parametrize("raw, reason", [
     (IQA + "\n<answer>50</answer>", "exactly one"),
     (f"<think>{IQA}</think>", "exactly one"),
-    (f"<think>{IQA}</think><think>{IQA}</think>\n<answer>50</answer>", "exactly one"),
+    # (two think blocks are a reasoning model's own reasoning, then the requested block; three are too many)
+    (f"<think>{IQA}</think><think>{IQA}</think><think>{IQA}</think>\n<answer>50</answer>", "exactly one"),
     (f"<answer>50</answer>\n<think>{IQA}</think>", "first"),
     (f"Sure! <think>{IQA}</think>\n<answer>50</answer>", "outside"),
     (f"```\n<think>{IQA}</think>\n<answer>50</answer>\n```", "code fence"),
@@ -127,9 +157,15 @@ def test_iaa_length_is_bounded_both_ways():
     with pytest.raises(Rejected, match="fewer than 80"):
         normalise(format_target(IQA, 60), "iaa", 60, IAA_WORDS)
     with pytest.raises(Rejected, match="more than 450"):
-        normalise(format_target(" ".join([IQA] * 15), 60), "iaa", 60, IAA_WORDS)
-    ok = normalise(format_target(" ".join([IQA] * 4), 60), "iaa", 60, IAA_WORDS)
-    assert ok.words == 4 * word_count(IQA)  # IAA is never truncated
+        normalise(format_target(varied(46), 60), "iaa", 60, IAA_WORDS)
+    ok = normalise(format_target(varied(12), 60), "iaa", 60, IAA_WORDS)
+    assert ok.words == 12 * 10  # IAA is never truncated
+
+
+def varied(n_sentences: int) -> str:
+    """``n_sentences`` different ten-word sentences (copied sentences would be degenerate)."""
+    words = (f"{a}{b}{c}" for a in "bdfgklmnprstvz" for b in "aeiouy" for c in "lmnrst")
+    return " ".join(" ".join(next(words) for _ in range(10)).capitalize() + "." for _ in range(n_sentences))
 
 
 # ------------------------------------------------------------------------------------ reference teacher

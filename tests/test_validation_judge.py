@@ -9,14 +9,14 @@ from validation_fixtures import row, save_image
 from tatar.config import JudgeConfig
 from tatar.parsing import format_target
 from tatar.records import RationaleRecord
-from tatar.teacher.reference import TeacherRequest, rationale
+from tatar.standins.judge import reference_verdict
+from tatar.standins.teacher import TeacherRequest, rationale
 from tatar.validation.judge import (
     Verdict,
     VerdictError,
     judge_messages,
     judge_records,
     parse_verdict,
-    reference_verdict,
     rejection,
 )
 
@@ -156,7 +156,7 @@ def test_judge_end_to_end_against_the_local_reference_teacher(images, tmp_path):
 
 @pytest.mark.slow
 def test_unparseable_verdicts_are_reasked_then_rejected_never_kept(images, tmp_path):
-    from tatar.teacher.server import serve_in_thread
+    from tatar.standins.server import serve_in_thread
 
     with serve_in_thread(malformed_rate=1.0) as server:  # every reply cut in half: never valid JSON
         cfg = JudgeConfig(enabled=True, base_url=server.base_url, max_reasks=1, cache_dir=str(tmp_path / "c"))

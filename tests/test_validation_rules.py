@@ -6,8 +6,9 @@ from validation_fixtures import IAA_THINK, NARROW, row
 from tatar.config import ValidateConfig
 from tatar.parsing import format_target
 from tatar.records import ATTRIBUTES, RationaleRecord
+from tatar.score_mentions import score_mentions
 from tatar.validation.aspects import aspects_touched
-from tatar.validation.rules import RULES, first_failure, score_mentions
+from tatar.validation.rules import RULES, first_failure
 
 CFG = ValidateConfig()
 

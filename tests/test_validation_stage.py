@@ -43,6 +43,8 @@ def planted() -> tuple[list[dict], list[tuple[str, str]]]:
         "contaminated": (_think_row("contaminated", IQA_THINK.format(subject="dog") + " <|im_end|>"), "contamination"),
         "leak": (_think_row("leak", leak), "score_leak"),
         "narrow": (_think_row("narrow", NARROW, task="iaa"), "attribute_coverage"),
+        "loop": (_think_row("loop", "Edges look smeared and the image is " + "very " * 25 + "soft overall."),
+                 "degenerate"),
     }
     twins = [row("twin", subject=29), row("twin", think=IQA_THINK.format(subject="moor"))]  # one id, two records
     rows = good + [r for r, _ in bad.values()] + twins
@@ -104,16 +106,16 @@ def test_data_docs_and_summary_are_written(split):
     pages = list((gx / "validations").rglob("*.html"))
     assert len(pages) == 1 and "expect_column_values_to_have_word_count_between" not in pages[0].name
     summary = (gx / "summary.md").read_text()
-    assert "| iqa | 26 | 11 | 42.3% |" in summary and "score_leak" in summary
+    assert "| iqa | 27 | 11 | 40.7% |" in summary and "score_leak" in summary
 
 
 def test_metrics_keep_rate_per_task_and_reason(split):
     metrics = split[3]
     assert json.loads((split[0] / "metrics.json").read_text()) == metrics
-    assert metrics["records"] == 35 and metrics["kept"] == 17
+    assert metrics["records"] == 36 and metrics["kept"] == 17
     assert metrics["iaa"] == {"records": 8, "kept": 6, "keep_rate": 0.75,
                               "rejected": {WORDS: 1, "attribute_coverage": 1}}
-    assert metrics["rejected"][WORDS] == 2 and metrics["reject_rate"]["score_leak"] == round(1 / 35, 4)
+    assert metrics["rejected"][WORDS] == 2 and metrics["reject_rate"]["score_leak"] == round(1 / 36, 4)
     assert metrics["judge"] == {"enabled": False}
 
 
@@ -200,3 +202,20 @@ def test_missing_base_model_is_a_clear_error(tmp_path, monkeypatch):
     write_jsonl("data/rationales/rationales.jsonl", [row("fine", subject=1)])
     with pytest.raises(BudgetError, match="run stage base_model first"):
         run(Params())
+
+
+def test_keep_rates_are_over_the_manifest_so_teacher_failures_count(tmp_path, monkeypatch, tiny_model_dir):
+    """A teacher that answered 2 of 10 records yields a corpus of 2: validate fails naming the teacher's reasons."""
+    monkeypatch.chdir(tmp_path)
+    _with_base(tmp_path, tiny_model_dir)
+    write_jsonl("data/manifests/train.jsonl", [{"id": f"iqa_{i}", "task": "iqa"} for i in range(10)])
+    write_jsonl("data/rationales/rationales.jsonl", [row(f"iqa_{i}", subject=i) for i in range(2)])
+    write_jsonl("data/rationales/failures.jsonl", [{"id": f"iqa_{i}", "reason": "malformed: no tags", "attempts": 3}
+                                                   for i in range(2, 9)])
+    with pytest.raises(KeepRateError, match=r"iqa: kept 2/10 = 20.0% .* teacher x8 \(e.g. iqa_2, iqa_3, iqa_4\)"):
+        run(Params())
+    rejected = {r["id"]: r for r in read_jsonl("data/corpus/rejected.jsonl")}
+    assert rejected["iqa_2"]["check"] == "teacher" and rejected["iqa_2"]["detail"] == "malformed: no tags"
+    assert "no rationale" in rejected["iqa_9"]["detail"]
+    metrics = json.loads((tmp_path / "data/corpus/metrics.json").read_text())
+    assert metrics["iqa"]["records"] == 10 and metrics["iqa"]["rejected"]["teacher"] == 8

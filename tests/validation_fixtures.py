@@ -21,8 +21,13 @@ IAA_THINK = ("Looking first at the visual elements of this {subject}, amber tone
              "mood. As for originality, the viewpoint is familiar rather than inventive. Overall, the strengths "
              "outweigh the weaknesses and the image is pleasing.")
 # An IAA narrative long enough but touching only theme, emotion and originality.
-NARROW = ("The subject is a cat asleep on a chair by the window. " * 4
-          + "Its emotion is calm and its mood quiet, and the viewpoint is unusual for such a subject. " * 4).strip()
+# Eight distinct sentences (a copied one would be degenerate) that touch theme, emotion and originality only.
+NARROW = ("The subject is a cat asleep on a chair by the window. The cat is curled up with its paws tucked in. "
+          "A sleeping pet on a chair is the only subject of this picture. The chair is old and the cat is young. "
+          "Its emotion is calm and its mood quiet, and the viewpoint is unusual for such a subject. "
+          "The calm mood suits a lazy afternoon at home. The unusual viewpoint looks up at the sleeper from the "
+          "floor. Such a quiet moment is rarely shown from so low a point of view, which keeps it from feeling "
+          "dull to anyone who sees it.")
 SUBJECTS = ("portrait", "street scene", "landscape", "close-up", "still life", "harbour view", "garden",
             "interior", "market stall", "mountain pass", "beach", "workshop", "kitchen", "forest path", "bridge",
             "train station", "library", "rooftop", "river bank", "farmyard", "cathedral", "playground", "desert",

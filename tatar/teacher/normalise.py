@@ -6,6 +6,10 @@ sentence that states a score ("I would rate it 72 out of 100") is dropped, and a
 rationale rejects it (it may be the score in disguise, and it also catches numbered steps). IQA keeps its first
 two sentences and at most ``max`` words; IAA must fall within its word range. The answer is rewritten to the
 ground truth, so the teacher's own number never matters.
+
+A reasoning model's own reasoning before the requested blocks (``tatar.reasoning``) is set aside first; numbers
+written as words count as numbers when they could be the score (``tatar.score_mentions``); a degenerate rationale
+(a loop, a copied sentence: ``tatar.repetition``) is rejected as ``degenerate`` before any cut could hide it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import re
 from dataclasses import dataclass
 
 from tatar.parsing import ANSWER_RE, THINK_RE, format_score, word_count
+from tatar.reasoning import requested
 from tatar.records import Task
+from tatar.repetition import degenerate
+from tatar.score_mentions import score_mentions, states
 
 CONTAMINATION = {
     "code fence": re.compile(r"```"),
@@ -44,12 +51,16 @@ def sentences(text: str) -> list[str]:
 
 def normalise(raw: str, task: Task, score_100: float, words: tuple[int, int]) -> Normalised:
     lo, hi = words
-    found = sentences(" ".join(_think_block(raw).split()))
+    found = sentences(" ".join(_think_block(requested(raw)).split()))
+    if loop := degenerate(" ".join(found)):
+        raise Rejected(f"degenerate: {loop}; write a fresh rationale without repeating yourself")
     kept = [s for s in found if not states_score(s)]
     if not kept:
         raise Rejected("<think> is empty (or only states the score)")
     if any(DIGIT.search(s) for s in kept):
         raise Rejected("a number inside <think>: never write the score, any number or numbered steps there")
+    if mention := states(" ".join(kept), score_100):
+        raise Rejected(f"the score inside <think> in words ({mention}): never write the score there")
     text = truncate(" ".join(kept[:2]), hi) if task == "iqa" else " ".join(kept)
     n = word_count(text)
     if n < lo:
@@ -60,7 +71,7 @@ def normalise(raw: str, task: Task, score_100: float, words: tuple[int, int]) ->
 
 
 def states_score(sentence: str) -> bool:
-    return bool(DIGIT.search(sentence) and SCORE_CUE.search(sentence))
+    return bool((DIGIT.search(sentence) or score_mentions(sentence)) and SCORE_CUE.search(sentence))
 
 
 def truncate(text: str, max_words: int) -> str:

@@ -25,7 +25,15 @@ from tatar.lineage import write_lineage
 from tatar.modeling import BASE_DIR, ModelLoadError, load_from_config, resolve_model
 from tatar.parsing import format_target, parse_answer, think_words
 from tatar.prompts import conversation
-from tatar.records import ManifestRecord, RationaleRecord, Task, read_records, write_json
+from tatar.records import (
+    ManifestRecord,
+    RationaleRecord,
+    Task,
+    describe_teachers,
+    read_records,
+    teachers_of,
+    write_json,
+)
 
 CORPUS = Path("data/corpus/corpus.jsonl")
 OUT_DIR = Path("data/models/sft")
@@ -204,6 +212,7 @@ def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report
         "thought dropout": f"IQA {cfg.think_dropout.iqa}, IAA {cfg.think_dropout.iaa} "
                            f"(drawn: {json.dumps(summary)})",
         "task mixing": f"p_iqa = {cfg.p_iqa}",
+        "teachers": describe_teachers(facts.get("teachers", {})),
         "steps / train loss": f"{facts['steps']} / {facts['train_loss']}",
         "lineage": "`lineage.json` (corpus and base hashes, params, packages, git commit)",
     }, {"How to load": load, "Greedy check on synthetic test images": check_table(report)})
@@ -218,6 +227,7 @@ def run(params: Params) -> None:
     work_dir = run_dir_for(params)
     shutil.rmtree(OUT_DIR, ignore_errors=True)
     facts = train(params, examples, work_dir, OUT_DIR)
+    facts["teachers"] = teachers_of(records)  # who wrote the corpus, per task (model card and lineage)
     if not facts.pop("is_main_process"):
         return
     report = contract_check(OUT_DIR, params)

@@ -10,7 +10,7 @@ retries, a record-level cache): a verdict that is not valid JSON of the right sh
 whose verdict never arrives is rejected as ``judge_failure``, never silently kept.
 
 The prompt uses the reference teacher's line convention (``TASK:``, ``SCORE:``, ``ATTRIBUTE name:``) plus a
-``<rationale>`` block, so the local reference teacher recognises judge requests (``reference_verdict``) and
+``<rationale>`` block, so the local reference teacher recognises judge requests (``tatar.standins.judge``) and
 answers them with verdicts grounded in its image measures.
 """
 
@@ -20,24 +20,18 @@ import base64
 import json
 import mimetypes
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
 
 from tatar.config import JudgeConfig
 from tatar.hashing import sha256_file
 from tatar.parsing import format_score
 from tatar.records import ATTRIBUTES, RationaleRecord, Task
 from tatar.validation.rules import Failure
+from tatar.validation.verdict import JUDGE_MARKER, SCORES, Verdict
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
-JUDGE_MARKER = "You are the TATAR corpus judge."
-SCORES: dict[str, tuple[str, ...]] = {
-    "iqa": ("visual_fidelity", "technical_rigour", "score_consistency"),
-    "iaa": ("attribute_coverage", "groundedness", "cohesion", "smoothness"),
-}
-RATIONALE_RE = re.compile(r"<rationale>\n(.*?)\n</rationale>", re.DOTALL)
 JSON_OBJECT_RE = re.compile(r"\{.*\}", re.DOTALL)
 
 
@@ -77,17 +71,6 @@ def judge_messages(record: RationaleRecord, cfg: JudgeConfig) -> list[dict]:
 # ------------------------------------------------------------------------------------------- verdicts
 class VerdictError(ValueError):
     """A judge reply that is not a verdict; the message says why (and is sent back on a re-ask)."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    task: Task
-    scores: dict[str, float]
-    decision: Literal["keep", "reject"]
-    issues: list[str] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps({**self.scores, "decision": self.decision, "issues": self.issues})
 
 
 def parse_verdict(text: str, task: Task) -> Verdict:
@@ -177,32 +160,3 @@ def judge_records(records: list[RationaleRecord], cfg: JudgeConfig, progress: bo
     for failed in run.failures:
         failures[failed.id] = Failure("judge_failure", failed.reason)
     return JudgeOutcome(failures, run.stats.as_dict())
-
-
-# ---------------------------------------------------------------------------- the reference teacher's side
-def reference_verdict(messages: list[dict]) -> str | None:
-    """Called by the local reference teacher for every chat request: None unless it is a judge request,
-    else a JSON verdict grounded in the image measures (see ``reference_judge``)."""
-    system = next((m.get("content") for m in messages if m.get("role") == "system"), None)
-    text = system if isinstance(system, str) else " ".join(
-        p.get("text", "") for p in system or [] if isinstance(p, dict))
-    if JUDGE_MARKER not in text:
-        return None
-    from tatar.teacher.reference import BadRequest, parse_request
-    from tatar.validation.reference_judge import verdict
-
-    request = parse_request(messages)
-    user = [m for m in messages if m.get("role") == "user"][:1]
-    found = RATIONALE_RE.search(_texts(user))
-    if not found:
-        raise BadRequest("a judge request needs a <rationale> block in its first user message")
-    return verdict(request, found.group(1)).to_json()
-
-
-def _texts(messages: list[dict]) -> str:
-    out = []
-    for message in messages:
-        content = message.get("content")
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
-        out += [p["text"] for p in parts if p.get("type") == "text"]
-    return "\n".join(out)

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 from tatar.config import ValidateConfig
 from tatar.parsing import NUMBER_RE, format_score, parse_answer, think_text
+from tatar.reasoning import requested
 from tatar.records import RationaleRecord
+from tatar.repetition import degenerate
+from tatar.score_mentions import states
 from tatar.validation.aspects import aspects_touched
 
 CONTRACT_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -32,13 +35,6 @@ CONTAMINATION: dict[str, re.Pattern] = {
         r"\{\{.*?\}\}|\{\s*[A-Za-z_]\w*\s*\}|\$\{[^}]*\}|\[(?:INSERT|PLACEHOLDER|TODO)[^\]]*\]", re.IGNORECASE
     ),
 }
-
-# A number, optionally followed by a unit that rescales it: "72%", "7.2/10", "3.9 out of 5", "72 out of 100".
-_SCORE_MENTION_RE = re.compile(
-    r"(?<![\w.])(\d+(?:\.\d+)?|\.\d+)(?![\w])(?:\s*(%|percent\b)|\s*(?:/|out of)\s*(\d+(?:\.\d+)?))?",
-    re.IGNORECASE,
-)
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -61,8 +57,9 @@ def _tag_problem(text: str) -> str | None:
 
 
 def check_structure(record: RationaleRecord, cfg: ValidateConfig) -> str | None:
-    """The teacher's raw text and the SFT target both follow the contract, and the target parses back."""
-    if problem := _tag_problem(record.raw):
+    """The teacher's raw text (after a reasoning model's own reasoning) and the SFT target both follow the
+    contract, and the target parses back."""
+    if problem := _tag_problem(requested(record.raw)):
         return f"raw: {problem}"
     target = f"<think>{record.think.strip()}</think>\n<answer>{record.answer}</answer>"
     if problem := _tag_problem(target):
@@ -74,7 +71,7 @@ def check_structure(record: RationaleRecord, cfg: ValidateConfig) -> str | None:
 
 def check_answer(record: RationaleRecord, cfg: ValidateConfig) -> str | None:
     """The raw answer is one number; the normalised answer is one number equal to the 0-100 ground truth."""
-    if parse_answer(record.raw) is None:
+    if parse_answer(requested(record.raw)) is None:
         return "raw <answer> is not a single number"
     if not NUMBER_RE.match(record.answer.strip()):
         return f"answer {record.answer!r} is not a single number"
@@ -95,41 +92,21 @@ def check_contamination(record: RationaleRecord, cfg: ValidateConfig) -> str | N
     """No chat-template, tool-call, markup or code debris in the rationale, nor around it in the raw text."""
     if found := contamination(record.think):
         return f"think: {found}"
-    if found := contamination(CONTRACT_TAG_RE.sub(" ", record.raw)):
+    if found := contamination(CONTRACT_TAG_RE.sub(" ", requested(record.raw))):
         return f"raw: {found}"
     return None
 
 
-def score_mentions(text: str) -> list[tuple[str, list[float]]]:
-    """Every number in ``text`` with the 0-100 values it could stand for (its obvious rescalings)."""
-    found = []
-    for m in _SCORE_MENTION_RE.finditer(text):
-        number, percent, denominator = m.group(1), m.group(2), m.group(3)
-        n = float(number)
-        if percent:
-            values = [n]
-        elif denominator:
-            d = float(denominator)
-            values = [100 * n / d] if d else []
-            if d == 5:  # a 1-5 scale (MOS) as well as 0-5
-                values.append(25 * (n - 1))
-        else:
-            values = [n]
-            if "." in number and n <= 1:
-                values.append(100 * n)  # "0.72"
-            if "." in number and n <= 10:
-                values.append(10 * n)  # "7.2"
-        found.append((m.group(0), values))
-    return found
-
-
 def check_score_leak(record: RationaleRecord, cfg: ValidateConfig) -> str | None:
     """The rationale must explain the score, not state it: a model trained on it would learn to copy a number."""
-    gt = record.score_100
-    for mention, values in score_mentions(record.think):
-        if any(abs(v - gt) <= cfg.score_leak_tolerance for v in values):
-            return f"think states the ground truth {format_score(gt)} as {mention.strip()!r}"
+    if mention := states(record.think, record.score_100, cfg.score_leak_tolerance):
+        return f"think states the ground truth {format_score(record.score_100)} as {mention!r}"
     return None
+
+
+def check_degenerate(record: RationaleRecord, cfg: ValidateConfig) -> str | None:
+    """A decoding loop (a word or phrase repeated, a sentence copied) is not a rationale, however it was cut."""
+    return degenerate(record.think)
 
 
 def check_attribute_coverage(record: RationaleRecord, cfg: ValidateConfig) -> str | None:
@@ -150,6 +127,7 @@ RULES: dict[str, Rule] = {
     "answer": check_answer,
     "contamination": check_contamination,
     "score_leak": check_score_leak,
+    "degenerate": check_degenerate,
     "attribute_coverage": check_attribute_coverage,
 }
 

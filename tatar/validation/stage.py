@@ -31,6 +31,8 @@ from tatar.validation.report import Rejection, enforce_keep_rates, keep_metrics,
 from tatar.validation.rules import first_failure
 
 RATIONALES = Path("data/rationales/rationales.jsonl")
+TEACHER_FAILURES = Path("data/rationales/failures.jsonl")
+TRAIN_MANIFEST = Path("data/manifests/train.jsonl")
 CORPUS_DIR = Path("data/corpus")
 
 
@@ -111,16 +113,23 @@ def _print_summary(metrics: dict) -> None:
 
 
 def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progress: bool = True,
-                    budget: TokenBudget | None = None) -> dict:
+                    budget: TokenBudget | None = None, manifest: Path | None = None,
+                    teacher_failures: Path | None = None) -> dict:
     """Write ``out_dir/{corpus,rejected}.jsonl``, ``metrics.json`` and ``gx/``; return the metrics.
-    Raises KeepRateError (after writing everything but the corpus) when a task's keep rate is too low."""
+    With ``manifest``, keep rates are over the manifest's records of each task: a record the teacher never
+    answered is rejected as ``teacher`` (its reason from ``teacher_failures``), so a failing teacher cannot shrink
+    the corpus silently. Raises KeepRateError (after writing everything but the corpus) when a task's keep rate
+    is too low."""
     if not rationales.exists():
         raise FileNotFoundError(f"{rationales} not found: run the rationales stage first (tatar stage rationales)")
     corpus, gx_dir = out_dir / "corpus.jsonl", out_dir / "gx"
     corpus.unlink(missing_ok=True)  # never leave a stale corpus next to fresh rejections
     shutil.rmtree(gx_dir, ignore_errors=True)
 
-    split = split_rationales(list(read_jsonl(rationales)), cfg, gx_dir, progress=progress, budget=budget)
+    rows = list(read_jsonl(rationales))
+    split = split_rationales(rows, cfg, gx_dir, progress=progress, budget=budget)
+    if manifest is not None:
+        split.rejected += unanswered(manifest, rows, teacher_failures)
     metrics = keep_metrics(split.kept, split.rejected, split.judge)
     if split.target_tokens is not None:
         metrics["target_tokens"] = split.target_tokens
@@ -134,5 +143,17 @@ def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progre
     return metrics
 
 
+def unanswered(manifest: Path, rows: list[dict], teacher_failures: Path | None) -> list[Rejection]:
+    """A ``teacher`` rejection for every manifest record without a rationale, with the teacher's failure reason."""
+    if not manifest.exists():
+        return []
+    answered = {row.get("id") for row in rows}
+    reasons = {f.get("id"): f.get("reason", "") for f in read_jsonl(teacher_failures)} if teacher_failures else {}
+    return [Rejection(id=r["id"], task=r.get("task"), check="teacher",
+                      detail=reasons.get(r["id"]) or f"no rationale for this record in {RATIONALES}")
+            for r in read_jsonl(manifest) if r.get("id") not in answered]
+
+
 def run(params: Params) -> None:
-    validate_corpus(RATIONALES, CORPUS_DIR, params.validate, budget=TokenBudget.from_params(params))
+    validate_corpus(RATIONALES, CORPUS_DIR, params.validate, budget=TokenBudget.from_params(params),
+                    manifest=TRAIN_MANIFEST, teacher_failures=TEACHER_FAILURES)

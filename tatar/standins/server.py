@@ -1,7 +1,7 @@
 """The local reference teacher: an OpenAI-compatible HTTP server (Starlette on uvicorn).
 
 ``POST /v1/chat/completions`` answers teacher prompts with rationales grounded in the attached image (see
-``tatar.teacher.reference``) and, through a hook, judge prompts with verdicts (``tatar.validation.judge``);
+``tatar.standins.teacher``) and judge prompts with verdicts (``tatar.standins.judge``);
 ``GET /v1/models`` and ``GET /health`` complete the protocol. It is asynchronous, so 64 concurrent requests
 with 100 ms of added latency overlap instead of queueing. Fault flags make it a test bench for clients: added
 latency, 429/500 error rates, hangs past the client's timeout, malformed replies.
@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tatar.teacher import REFERENCE_MODEL
-from tatar.teacher.reference import BadRequest, malformed, parse_request, rationale
+from tatar.standins import REFERENCE_MODEL, judge
+from tatar.standins.teacher import BadRequest, malformed, parse_request, rationale
 
 RETRY_AFTER_MS = "20"  # real servers say when to come back; keeps fault-injection runs fast
 
@@ -57,19 +57,9 @@ class ServerStats:
     bad_requests: int = 0
 
 
-def _judge_module():
-    """The validation helper's judge (imported once, at app creation, not on the first request); None if absent."""
-    try:
-        from tatar.validation import judge
-    except ImportError:
-        return None
-    return judge
-
-
-def _judge_verdict(judge, messages: list[dict]) -> str | None:
-    """The judge answers judge prompts; None for everything else (or when there is no judge)."""
-    verdict = getattr(judge, "reference_verdict", None)  # looked up per call, so tests can swap it
-    return verdict(messages) if verdict is not None else None
+def _judge_verdict(messages: list[dict]) -> str | None:
+    """The stand-in judge answers judge prompts; None for everything else."""
+    return judge.reference_verdict(messages)  # looked up per call, so tests can swap it
 
 
 async def _hang(request: Request, seconds: float) -> None:
@@ -87,7 +77,6 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
 def create_app(faults: Faults = Faults(), stats: ServerStats | None = None) -> Starlette:
     stats = stats if stats is not None else ServerStats()
     rng = random.Random(faults.seed)  # one event loop: draws are sequential and reproducible per arrival order
-    judge = _judge_module()
 
     async def chat(request: Request) -> JSONResponse:
         stats.requests += 1
@@ -108,7 +97,7 @@ def create_app(faults: Faults = Faults(), stats: ServerStats | None = None) -> S
             return _error(429, "rate limited on purpose", "rate_limit") if rng.random() < 0.5 else \
                 _error(500, "failed on purpose", "server_error")
         try:
-            text = _judge_verdict(judge, messages)
+            text = _judge_verdict(messages)
             if text is None:
                 text = rationale(parse_request(messages))  # measures are cached by image content hash
                 stats.completions += 1
@@ -171,11 +160,12 @@ def _config(app: Starlette, **kwargs) -> uvicorn.Config:
 class ReferenceServer:
     """The server in a daemon thread on a loopback port (0 = a free one)."""
 
-    def __init__(self, faults: Faults = Faults(), host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, faults: Faults = Faults(), host: str = "127.0.0.1", port: int = 0,
+                 app: Starlette | None = None):
         self.faults, self.stats = faults, ServerStats()
         self._socket = _bind(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(_config(create_app(faults, self.stats)))
+        self._server = uvicorn.Server(_config(app or create_app(faults, self.stats)))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
                                         name="tatar-reference-teacher", daemon=True)
 
@@ -201,6 +191,16 @@ class ReferenceServer:
 @contextmanager
 def serve_in_thread(host: str = "127.0.0.1", port: int = 0, **faults) -> Iterator[ReferenceServer]:
     server = ReferenceServer(Faults(**faults), host=host, port=port).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def serve_app(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[ReferenceServer]:
+    """Any other app the same way: test servers that misbehave in ways the fault flags cannot."""
+    server = ReferenceServer(host=host, port=port, app=app).start()
     try:
         yield server
     finally:

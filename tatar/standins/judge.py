@@ -4,7 +4,7 @@ It plays the paper's VLM judge for the embedded default and for tests, so its ch
 reader would make, computed instead of looked at:
 
 - IQA: each technical defect the rationale *claims* (not negated, with its intensity word) must be visible in
-  the measured severities (``tatar.teacher.measures``); visual_fidelity is the share of checkable claims the
+  the measured severities (``tatar.standins.measures``); visual_fidelity is the share of checkable claims the
   pixels support, less a point for a severe defect left unmentioned, so heavy blur claimed on a measurably
   sharp image scores 0 and is rejected. score_consistency compares the described severity with the score.
 - IAA: coverage of the eight aspects; groundedness checks palette temperature, light and subject placement
@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass
 
 from tatar.records import ATTRIBUTES
-from tatar.teacher.measures import aesthetic_measures, load_rgb, quality_measures
-from tatar.teacher.reference import TeacherRequest
+from tatar.standins.measures import aesthetic_measures, load_rgb, quality_measures
+from tatar.standins.teacher import BadRequest, TeacherRequest, parse_request
 from tatar.validation.aspects import aspects_touched
-from tatar.validation.judge import Verdict
+from tatar.validation.verdict import JUDGE_MARKER, Verdict
 
 # Defect (a key of QualityMeasures.severities) -> words that claim it.
 DEFECT_WORDS = {
@@ -211,8 +211,35 @@ def _echoes(note: str, text: str) -> bool:
 def verdict(request: TeacherRequest, rationale: str) -> Verdict:
     if request.task == "iqa":
         if request.image is None:
-            from tatar.teacher.reference import BadRequest
-
             raise BadRequest("an IQA judge request needs the attached image")
         return iqa_verdict(request, rationale)
     return iaa_verdict(request, rationale)
+
+
+# ------------------------------------------------------------------------------- answering judge prompts
+RATIONALE_RE = re.compile(r"<rationale>\n(.*?)\n</rationale>", re.DOTALL)
+
+
+def reference_verdict(messages: list[dict]) -> str | None:
+    """Called by the local reference teacher for every chat request: None unless it is a judge request,
+    else a JSON verdict grounded in the image measures (``verdict``)."""
+    system = next((m.get("content") for m in messages if m.get("role") == "system"), None)
+    text = system if isinstance(system, str) else " ".join(
+        p.get("text", "") for p in system or [] if isinstance(p, dict))
+    if JUDGE_MARKER not in text:
+        return None
+    request = parse_request(messages)
+    user = [m for m in messages if m.get("role") == "user"][:1]
+    found = RATIONALE_RE.search(_texts(user))
+    if not found:
+        raise BadRequest("a judge request needs a <rationale> block in its first user message")
+    return verdict(request, found.group(1)).to_json()
+
+
+def _texts(messages: list[dict]) -> str:
+    out = []
+    for message in messages:
+        content = message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        out += [p["text"] for p in parts if p.get("type") == "text"]
+    return "\n".join(out)

@@ -25,7 +25,7 @@ from functools import cached_property
 
 from tatar.parsing import format_target
 from tatar.records import ATTRIBUTES, Task
-from tatar.teacher.measures import (
+from tatar.standins.measures import (
     AestheticMeasures,
     QualityView,
     Spot,
@@ -142,7 +142,7 @@ def _cached(cache: dict, request: TeacherRequest, compute):
 
 # ---------------------------------------------------------------------------------------------- IQA
 # Words for how strong a defect looks. The reference judge reads the strong and mild sets next to a defect word
-# (tatar.validation.reference_judge STRONG / MILD); the plain ones claim a defect without grading it.
+# (tatar.standins.judge STRONG / MILD); the plain ones claim a defect without grading it.
 INTENSITY = {
     "strong": (("heavy", "severe", "strong", "pronounced", "significant"),
                ("heavily", "severely", "strongly", "badly", "significantly")),
