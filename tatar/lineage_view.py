@@ -16,6 +16,7 @@ from tatar.lineage import _flatten
 
 HASH_CHARS = 8
 INDENT = "    "
+NBSP = "\u00a0"  # textwrap does not break here; turned back into a space after folding
 # What each stage made, for the tree's headings (checkpoint <- grpo <- sft <- corpus <- rationales <- manifests).
 STAGE_ROLES = {"prepare": "manifests", "rationales": "rationales", "validate": "corpus",
                "base_model": "base model", "sft": "SFT checkpoint", "grpo": "GRPO checkpoint",
@@ -41,8 +42,9 @@ def format_value(value) -> str:
 
 def _fold(first: str, rest: str, width: int, hang: str) -> list[str]:
     """``first + rest`` folded at ``width`` on spaces, continuation lines indented by ``hang``."""
-    return textwrap.wrap(first + rest, width=width, subsequent_indent=hang, break_long_words=False,
-                         break_on_hyphens=False) or [first.rstrip()]
+    lines = textwrap.wrap(first + rest, width=width, subsequent_indent=hang, break_long_words=False,
+                          break_on_hyphens=False) or [first.rstrip()]
+    return [line.replace(NBSP, " ") for line in lines]
 
 
 def param_lines(params: dict, width: int, indent: str) -> list[str]:
@@ -83,7 +85,8 @@ def _sections(report: dict) -> Iterable[tuple[str, list[tuple[str, list[tuple[st
         if s["params"]:
             parts.append(("params", list(_flatten(s["params"]).items())))
         parts.append(("outputs", [(o["path"], short(o["md5"])) for o in s["outs"]]))
-        yield f"{s['stage']}: {role}  ({s['cmd']})", parts
+        parts.insert(0, ("cmd", [(s["cmd"], None)]))
+        yield f"{s['stage']}: {role}", parts
 
 
 def _facts(report: dict) -> list[tuple[str, list[str]]]:
@@ -110,7 +113,7 @@ def _facts(report: dict) -> list[tuple[str, list[str]]]:
     code = lin.get("code") or {}
     dirty = {True: " (uncommitted changes in tatar/ or flows/)", False: " (clean)"}.get(code.get("dirty"), "")
     out.append(("code", [f"commit {code.get('commit')}{dirty}"]))
-    pkgs = [f"{k} {v}" for k, v in (lin.get("packages") or {}).items() if v]
+    pkgs = [f"{k}{NBSP}{v}" for k, v in (lin.get("packages") or {}).items() if v]  # never split name and version
     out.append(("packages", [", ".join(pkgs)] if pkgs else []))
     return out
 
@@ -123,6 +126,9 @@ def render_text(report: dict, width: int = 80) -> str:
     for n, (title, parts) in enumerate(_sections(report)):
         lines.append(("<- " if n else "") + title)
         for sub, pairs in parts:
+            if sub == "cmd":
+                lines += _fold("  cmd: ", str(pairs[0][0]), width, INDENT + "  ")
+                continue
             lines.append(f"  {sub}")
             if sub == "params":
                 lines += param_lines(dict(pairs), width, INDENT)
@@ -150,11 +156,14 @@ def render_markdown(report: dict) -> str:
         for sub, pairs in parts:
             if sub == "params":
                 body = [f"- `{k} = {format_value(v)}`" for k, v in pairs]
+            elif sub == "cmd":
+                lines += [f"**cmd** `{pairs[0][0]}`", ""]
+                continue
             else:
                 body = [f"- `{path}` `{digest}`" for path, digest in pairs] or ["- (none)"]
             lines += [f"**{sub}**", "", *body, ""]
     for sub, items in _facts(report):
-        lines += [f"**{sub}**", "", *[f"- {i}" for i in items], ""]
+        lines += [f"**{sub}**", "", *[f"- {i.replace(NBSP, ' ')}" for i in items], ""]
     lines.append("**dvc.lock vs lineage.json:** " + ("they agree" if not report["disagreements"] else "they disagree"))
     lines += [f"- {d}" for d in report["disagreements"]]
     return "\n".join(lines) + "\n"
