@@ -212,7 +212,7 @@ def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None
     corpus = _corpus_summary(stages, root, rev)
     return {"checkpoint": rel, "stage": stage, "rev": rev, "stages": stages, "corpus": corpus,
             "lineage": {k: lineage.get(k) for k in ("stage", "created_at", "inputs", "started_from", "code",
-                                                    "packages", "params")},
+                                                    "packages", "params", "training")},
             "disagreements": disagreements}
 
 

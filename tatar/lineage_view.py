@@ -106,9 +106,13 @@ def _facts(report: dict) -> list[tuple[str, list[str]]]:
     if started:
         training.append(f"started from: {started.get('checkpoint')}")
         training += [f"{k}: {v}" for k, v in started.items() if k != "checkpoint"]
-    best = (lin.get("training") or {}).get("best") if isinstance(lin.get("training"), dict) else None
-    if best:
-        training.append(f"kept checkpoint: {format_value(best)}")
+    heldout = (lin.get("training") or {}).get("heldout") or {}
+    if heldout.get("evaluations"):
+        training.append(f"held-out scoring: {heldout['images']} images x {heldout['evaluations']} evaluations, "
+                        f"{heldout['seconds']} s")
+    if heldout.get("best"):  # heldout.save_best: the weights kept are those of this step, not the last
+        training.append(f"kept the best step: {heldout['best']['step']} (mean validation SRCC "
+                        f"{heldout['best']['mean_srcc']})")
     out.append(("training", training))
     code = lin.get("code") or {}
     dirty = {True: " (uncommitted changes in tatar/ or flows/)", False: " (clean)"}.get(code.get("dirty"), "")

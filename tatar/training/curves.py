@@ -133,6 +133,11 @@ def attach(trainer, stage: str, cfg: HeldOutConfig, processor, work_dir: Path) -
     from tatar.training.common import last_checkpoint
 
     val = read_records(VAL_MANIFEST, ManifestRecord) if VAL_MANIFEST.is_file() and cfg.eval_steps > 0 else []
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    if val and plugin is not None and plugin.zero_stage == 3:
+        # ZeRO-3 shards the weights: generating on the main process alone would wait forever for the others.
+        print(f"{stage}: held-out scoring is not supported under DeepSpeed ZeRO-3; skipped (use ZeRO-2 or DDP)")
+        val = []
     curves = TrainingCurves(stage, cfg, processor, val, resume=last_checkpoint(work_dir) is not None)
     trainer.add_callback(curves)
     return curves
