@@ -178,7 +178,7 @@ def lineage(
         help="A checkpoint folder (holding lineage.json), or `diff A B` where A and B are checkpoint folders, git "
              "revisions or DVC experiment names.", metavar="CHECKPOINT | diff A B")],
     rev: Annotated[str | None, typer.Option(help="Git revision whose dvc.lock to read.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text (a tree for the terminal), md (markdown) or json.")] = "text",
+    fmt: Annotated[str, typer.Option("--format", help="text (a tree for the terminal), md or json.")] = "text",
     width: Annotated[int | None, typer.Option(help="Fold text at this many columns (default: the terminal's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verify: Annotated[bool, typer.Option(help="Recompute hashes; fail naming each file that differs.")] = False,

@@ -11,8 +11,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tatar.lineage import (LINEAGE_FILE, _corpus_summary, _flatten, _resolve_rev, _same_value, audit, chain_stages,
-                           producing_stage, read_lock)
+from tatar.lineage import (
+    LINEAGE_FILE,
+    _corpus_summary,
+    _flatten,
+    _resolve_rev,
+    _same_value,
+    audit,
+    chain_stages,
+    producing_stage,
+    read_lock,
+)
 from tatar.lineage_view import INDENT, format_value, short, teachers
 
 
@@ -88,7 +97,7 @@ def diff_reports(a: dict, b: dict) -> dict:
         "teacher": None if ta == tb else {"a": ta, "b": tb},
         "prompt_version": _pair((a.get("corpus") or {}).get("prompt_version"),
                                 (b.get("corpus") or {}).get("prompt_version")),
-        "code": None if (ca.get("commit"), ca.get("dirty")) == (cb.get("commit"), cb.get("dirty")) else {"a": ca, "b": cb},
+        "code": _pair(ca, cb) if (ca.get("commit"), ca.get("dirty")) != (cb.get("commit"), cb.get("dirty")) else None,
         "packages": _changes(la.get("packages") or {}, lb.get("packages") or {}) if la and lb else None,
         "lineage_json": {"a": bool(la), "b": bool(lb)},
     }

@@ -86,6 +86,26 @@ def test_lineage_of_the_final_checkpoint(project):
     assert report["corpus"]["teacher_model"] == "tatar-reference-teacher"
     assert report["disagreements"] == []
     assert sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).returncode == 0
+    # The readable view at 80 columns: every input and output of every stage on its own line with its short hash.
+    lines = [line.strip() for line in sh(*TATAR, "lineage", "data/models/grpo", "--width", "80",
+                                         cwd=project).stdout.splitlines()]
+    for s in report["stages"]:
+        for item in s["deps"] + s["outs"]:
+            assert f"{item['path']}  {item['md5'].removesuffix('.dir')[:8]}" in lines, item
+
+
+def test_training_curves_are_dvc_plots_and_experiment_metrics(project):
+    plots = json.loads(sh(*DVC, "plots", "show", "--json", cwd=project).stdout)
+    for stage, curves in (("sft", ("loss", "val/iqa/srcc", "val/iaa/srcc")),
+                          ("grpo", ("rewards/iqa/format/mean", "iaa/parse_rate", "val/iaa/parse_rate"))):
+        for curve in curves:
+            path = f"data/curves/{stage}/plots/metrics/{curve}.tsv"
+            assert path in plots, (path, sorted(plots))
+            header = (project / path).read_text().splitlines()[0].split("\t")
+            assert header == ["step", curve.rsplit("/", 1)[-1]], header
+    shown = sh(*DVC, "exp", "show", "--csv", cwd=project).stdout.splitlines()[0].split(",")
+    assert {"data/curves/sft/metrics.json:val.iqa.srcc", "data/curves/grpo/metrics.json:val.iaa.srcc"} <= set(shown)
+    assert any(col.startswith("data/eval/metrics.json:") for col in shown)
 
 
 def test_verify_catches_a_flipped_byte_and_a_swapped_corpus(project):

@@ -29,8 +29,9 @@ TASKS = ("iqa", "iaa")
 
 
 def heldout_scores(model, processor, records: list[ManifestRecord], cfg: HeldOutConfig) -> dict[str, float]:
-    """``val/<task>/{srcc,plcc,parse_rate,think_words}`` of greedy answers on ``records`` (undefined
-    correlations, e.g. constant predictions, are left out rather than logged as a number)."""
+    """``val/<task>/{srcc,plcc,parse_rate,think_words}`` of greedy answers on ``records``. A correlation that is
+    undefined (constant predictions, fewer than two parsed answers) is logged as 0: such answers rank nothing, and a
+    curve with gaps would leave the metric out of ``dvc exp show`` exactly when it matters."""
     from tatar.evaluation.metrics import correlations
     from tatar.inference import generate
     from tatar.parsing import parse_answer, think_words
@@ -46,14 +47,13 @@ def heldout_scores(model, processor, records: list[ManifestRecord], cfg: HeldOut
         parsed = [(p, r.score_100) for p, r in zip(preds, rows) if p is not None]
         out[f"val/{task}/parse_rate"] = len(parsed) / len(rows)
         out[f"val/{task}/think_words"] = sum(think_words(t) for t in texts) / len(texts)
-        if parsed:
-            corr = correlations([p for p, _ in parsed], [g for _, g in parsed])
-            out.update({f"val/{task}/{k}": corr[k] for k in ("srcc", "plcc") if corr[k] is not None})
+        corr = correlations([p for p, _ in parsed], [g for _, g in parsed])
+        out.update({f"val/{task}/{k}": corr[k] or 0.0 for k in ("srcc", "plcc")})
     return out
 
 
 def mean_srcc(scores: dict[str, float]) -> float | None:
-    """Mean validation SRCC over the tasks; a task without a defined SRCC counts as 0 (it does not rank)."""
+    """Mean validation SRCC over the tasks scored."""
     tasks = [t for t in TASKS if f"val/{t}/parse_rate" in scores]
     return sum(scores.get(f"val/{t}/srcc", 0.0) for t in tasks) / len(tasks) if tasks else None
 
