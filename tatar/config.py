@@ -187,7 +187,7 @@ class HeldOutConfig(Section):
     and think words per task, logged to the training curves (tatar.training.curves)."""
 
     eval_steps: int = Field(default=0, ge=0)  # 0: never; otherwise every N optimiser steps and after the last
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=16, ge=1)  # images per generate call, both tasks together
     max_new_tokens: int = Field(default=256, ge=1)
     save_best: bool = False  # keep the weights of the step with the best mean validation SRCC, not the last
 
