@@ -68,10 +68,11 @@ class QuarantineConfig(Section):
 
 
 class ValidationSplitConfig(Section):
-    """Held-out images drawn from the training records by prepare (data/manifests/val.jsonl) and scored during
-    SFT and GRPO every ``heldout.eval_steps``; 0 keeps every record for training."""
+    """Held-out images drawn from the training records by prepare (data/manifests/val.jsonl, tatar.data.split)
+    and scored during SFT and GRPO every ``heldout.eval_steps``; fraction 0 keeps every record for training."""
 
-    per_task: int = Field(default=0, ge=0)
+    fraction: float = Field(default=0.0, ge=0, lt=1)  # share of the training images held out (by a keyed hash)
+    max_per_task: int = Field(default=0, ge=0)  # cap per task (0: none); scoring costs time every eval_steps
 
 
 class DataConfig(Section):

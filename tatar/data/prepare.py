@@ -87,8 +87,8 @@ def prepare(cfg: DataConfig, project: Path) -> Manifests:
     test_names = ([SYNTHETIC_IQA, SYNTHETIC_IAA] if cfg.synthetic.enabled else []) + benchmarks
     manifests = Manifests(train=out / "train.jsonl", test={n: out / "test" / f"{n}.jsonl" for n in test_names},
                           quarantine=out / "quarantine.jsonl", report=out / "report.md")
-    train, val = validation_split([r for r in result.records if r.split == "train"], cfg.validation.per_task,
-                                  cfg.seed)
+    train, val = validation_split([r for r in result.records if r.split == "train"], cfg.validation.fraction,
+                                  cfg.seed, cfg.validation.max_per_task)
     write_jsonl(manifests.train, train)
     write_jsonl(out / VAL_MANIFEST, val)  # always written (maybe empty): SFT and GRPO depend on it
     for name, path in manifests.test.items():

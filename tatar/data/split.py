@@ -2,48 +2,37 @@
 
 Drawn by ``prepare`` from the training records only (never the test benchmarks), seeded, and disjoint by image
 hash: every record of an image (one sha256) lands on the same side, so a validation image is never trained on.
+
+An image's side depends on nothing but the seed and its own sha256 (a keyed hash below ``fraction``), so adding or
+removing other records never moves an image between train and validation: a re-run after a data change sends only
+the new training records to the teacher. ``max_per_task`` caps the split (the images with the lowest keys stay);
+when the cap binds, a new image can take the place of an old one.
 """
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
+import hashlib
 
-from tatar.errors import TatarError
 from tatar.records import ManifestRecord
 
 TASKS = ("iqa", "iaa")
 
 
-class SplitError(TatarError):
-    """data.validation asks for more held-out images than a task can spare."""
+def image_key(sha256: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by the image's hash and the seed."""
+    digest = hashlib.sha256(f"tatar-validation:{seed}:{sha256}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def validation_split(records: list[ManifestRecord], per_task: int, seed: int
+def validation_split(records: list[ManifestRecord], fraction: float, seed: int, max_per_task: int = 0
                      ) -> tuple[list[ManifestRecord], list[ManifestRecord]]:
-    """(train, validation): about ``per_task`` images per task moved to validation, whole sha256 groups at a time.
-
-    The draw depends only on the seed and the set of image hashes, not on the records' order."""
-    if per_task <= 0:
+    """(train, validation): the images whose key is below ``fraction`` (at most ``max_per_task`` per task when it
+    is > 0), all their records together."""
+    if fraction <= 0:
         return list(records), []
-    rng = random.Random(seed)
     held: set[str] = set()
     for task in TASKS:
-        groups: dict[str, int] = defaultdict(int)
-        for r in records:
-            if r.task == task and r.sha256 not in held:
-                groups[r.sha256] += 1
-        if not groups:
-            continue
-        if len(groups) <= per_task:
-            raise SplitError(f"data.validation.per_task = {per_task}: the training set has only {len(groups)} "
-                             f"distinct {task.upper()} images; lower it (or 0 for no validation split)")
-        shas = sorted(groups)
-        rng.shuffle(shas)
-        taken = 0
-        for sha in shas:
-            if taken >= per_task:
-                break
-            held.add(sha)
-            taken += groups[sha]
+        shas = sorted({r.sha256 for r in records if r.task == task and image_key(r.sha256, seed) < fraction},
+                      key=lambda sha: image_key(sha, seed))
+        held.update(shas[:max_per_task] if max_per_task > 0 else shas)
     return [r for r in records if r.sha256 not in held], [r for r in records if r.sha256 in held]
