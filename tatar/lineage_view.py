@@ -104,8 +104,8 @@ def _facts(report: dict) -> list[tuple[str, list[str]]]:
     training = [f"stage: {lin.get('stage')}", f"created at: {lin.get('created_at')}"]
     started = lin.get("started_from") or {}
     if started:
-        training.append(f"started from: {started.get('checkpoint')}")
-        training += [f"{k}: {v}" for k, v in started.items() if k != "checkpoint"]
+        training.append(f"started from: {started.get('checkpoint')} (its lineage.json sha256 "
+                        f"{short(started.get('lineage_sha256'))}, created {started.get('created_at')})")
     heldout = (lin.get("training") or {}).get("heldout") or {}
     if heldout.get("evaluations"):
         training.append(f"held-out scoring: {heldout['images']} images x {heldout['evaluations']} evaluations, "
