@@ -95,7 +95,7 @@ def test_lineage_of_the_final_checkpoint(project):
 
 
 def test_training_curves_are_dvc_plots_and_experiment_metrics(project):
-    plots = json.loads(sh(*DVC, "plots", "show", "--json", cwd=project).stdout)
+    plots = json.loads(sh(*DVC, "plots", "show", "--json", cwd=project).stdout)["data"]
     for stage, curves in (("sft", ("loss", "val/iqa/srcc", "val/iaa/srcc")),
                           ("grpo", ("rewards/iqa/format/mean", "iaa/parse_rate", "val/iaa/parse_rate"))):
         for curve in curves:
@@ -103,9 +103,11 @@ def test_training_curves_are_dvc_plots_and_experiment_metrics(project):
             assert path in plots, (path, sorted(plots))
             header = (project / path).read_text().splitlines()[0].split("\t")
             assert header == ["step", curve.rsplit("/", 1)[-1]], header
-    shown = sh(*DVC, "exp", "show", "--csv", cwd=project).stdout.splitlines()[0].split(",")
-    assert {"data/curves/sft/metrics.json:val.iqa.srcc", "data/curves/grpo/metrics.json:val.iaa.srcc"} <= set(shown)
-    assert any(col.startswith("data/eval/metrics.json:") for col in shown)
+    workspace = json.loads(sh(*DVC, "exp", "show", "--json", cwd=project).stdout)[0]["data"]["metrics"]
+    for stage in ("sft", "grpo"):
+        val = workspace[f"data/curves/{stage}/metrics.json"]["data"]["val"]
+        assert {"srcc", "plcc", "parse_rate", "think_words"} <= set(val["iqa"]) & set(val["iaa"]), val
+    assert "data/eval/metrics.json" in workspace
 
 
 def test_verify_catches_a_flipped_byte_and_a_swapped_corpus(project):
