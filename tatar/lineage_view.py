@@ -78,14 +78,13 @@ def _sampling(corpus: dict, task: str) -> str:
 # ------------------------------------------------------------------------------------------- sections
 def _sections(report: dict) -> Iterable[tuple[str, list[tuple[str, list[tuple[str, object]]]]]]:
     """(title, [(subtitle, pairs)]) blocks from the checkpoint back to the raw data, shared by the text and
-    markdown views: pairs are (path, short hash) for inputs and outputs, (key, value) for params."""
+    markdown views: pairs are (cmd, None), (path, short hash) for inputs and outputs, (key, value) for params."""
     for s in reversed(report["stages"]):
         role = STAGE_ROLES.get(s["stage"], s["stage"])
-        parts = [("inputs", [(d["path"], short(d["md5"])) for d in s["deps"]])]
+        parts = [("cmd", [(s["cmd"], None)]), ("inputs", [(d["path"], short(d["md5"])) for d in s["deps"]])]
         if s["params"]:
             parts.append(("params", list(_flatten(s["params"]).items())))
         parts.append(("outputs", [(o["path"], short(o["md5"])) for o in s["outs"]]))
-        parts.insert(0, ("cmd", [(s["cmd"], None)]))
         yield f"{s['stage']}: {role}", parts
 
 
@@ -108,7 +107,7 @@ def _facts(report: dict) -> list[tuple[str, list[str]]]:
                         f"{short(started.get('lineage_sha256'))}, created {started.get('created_at')})")
     heldout = (lin.get("training") or {}).get("heldout") or {}
     if heldout.get("evaluations"):
-        training.append(f"held-out scoring: {heldout['images']} images x {heldout['evaluations']} evaluations, "
+        training.append(f"held-out scoring: {heldout['images']} images x {heldout['evaluations']} evaluation(s), "
                         f"{heldout['seconds']} s")
     if heldout.get("best"):  # heldout.save_best: the weights kept are those of this step, not the last
         training.append(f"kept the best step: {heldout['best']['step']} (mean validation SRCC "

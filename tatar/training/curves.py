@@ -149,6 +149,6 @@ def report_line(stage: str, summary: dict) -> str:
     if not summary["evaluations"]:
         return f"{stage}: held-out scoring off (heldout.eval_steps = 0 or no data/manifests/val.jsonl)"
     share = summary["share_of_training"]
-    return (f"{stage}: held-out scoring of {summary['images']} images x {summary['evaluations']} evaluations added "
+    return (f"{stage}: held-out scoring of {summary['images']} images x {summary['evaluations']} evaluation(s) added "
             f"{summary['seconds']} s" + ("" if share is None else f" (+{share:.1%} on the training time)")
             + f"; curves in {summary['curves']}")
