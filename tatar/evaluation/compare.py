@@ -41,7 +41,7 @@ def _delta(now: float | None, before: float | None) -> str:
 def comparison_table(metrics: EvalMetrics, previous: tuple[str, dict] | None) -> str:
     """One row per benchmark: SRCC and PLCC now, at the previous run, the change, and the paper's numbers; and the
     parse-failure rate now and before."""
-    label, before = previous or ("none", {})
+    label, before = previous or ("previous", {})
     paper = published_results()["rows"][0]
     rows = []
     for name, s in metrics.benchmarks.items():
