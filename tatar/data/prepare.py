@@ -98,6 +98,7 @@ def prepare(cfg: DataConfig, project: Path) -> Manifests:
     write_json(out / "report.json", report)
     manifests.report.write_text(render_report(report, result.quarantined), encoding="utf-8")
     print(summary_line(report, manifests))
+    print(f"prepare: {len(val)} of those train records held out for validation -> {out / VAL_MANIFEST}")
     if not any(r.split == "train" for r in result.records):
         raise DataPolicyError(f"prepare: no training records; enable data.synthetic or add data.train entries "
                               f"({report['quarantined']} quarantined, see {manifests.report})")
