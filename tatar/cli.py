@@ -174,16 +174,28 @@ def score(
 
 @app.command()
 def lineage(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (holding lineage.json).")],
+    targets: Annotated[list[str], typer.Argument(
+        help="A checkpoint folder (holding lineage.json), or `diff A B` where A and B are checkpoint folders, git "
+             "revisions or DVC experiment names.", metavar="CHECKPOINT | diff A B")],
     rev: Annotated[str | None, typer.Option(help="Git revision whose dvc.lock to read.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text (a tree for the terminal), md or json.")] = "text",
+    width: Annotated[int | None, typer.Option(help="Fold text at this many columns (default: the terminal's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verify: Annotated[bool, typer.Option(help="Recompute hashes; fail naming each file that differs.")] = False,
+    checkpoint: Annotated[str, typer.Option(help="diff: the checkpoint compared at a revision.")] = "data/models/grpo",
 ):
-    """Audit the chain of stages, data, params and code that produced a checkpoint."""
-    from tatar.lineage import lineage_cli
+    """Audit the chain of stages, data, params and code that produced a checkpoint, or diff two chains."""
+    from tatar.lineage import LINEAGE_FILE, lineage_cli, lineage_diff_cli
 
-    raise typer.Exit(lineage_cli(checkpoint, rev=rev, as_json=as_json, verify=verify))
-
+    if targets[0] == "diff" and not (len(targets) == 1 and (Path("diff") / LINEAGE_FILE).is_file()):
+        if len(targets) != 3:
+            raise typer.BadParameter("usage: tatar lineage diff A B")
+        raise typer.Exit(lineage_diff_cli(targets[1], targets[2], checkpoint, as_json or fmt == "json"))
+    if len(targets) != 1:
+        raise typer.BadParameter("one checkpoint folder, or `diff A B`")
+    if fmt not in ("text", "md", "json"):
+        raise typer.BadParameter(f"--format {fmt!r}: text, md or json")
+    raise typer.Exit(lineage_cli(Path(targets[0]), rev=rev, as_json=as_json, verify=verify, fmt=fmt, width=width))
 
 if __name__ == "__main__":
     app()

@@ -67,6 +67,14 @@ class QuarantineConfig(Section):
     fail_on_overlap: bool = True
 
 
+class ValidationSplitConfig(Section):
+    """Held-out images drawn from the training records by prepare (data/manifests/val.jsonl, tatar.data.split)
+    and scored during SFT and GRPO every ``heldout.eval_steps``; fraction 0 keeps every record for training."""
+
+    fraction: float = Field(default=0.0, ge=0, lt=1)  # share of the training images held out (by a keyed hash)
+    max_per_task: int = Field(default=0, ge=0)  # cap per task (0: none); scoring costs time every eval_steps
+
+
 class DataConfig(Section):
     seed: int = 0
     synthetic: SyntheticConfig = SyntheticConfig()
@@ -74,6 +82,7 @@ class DataConfig(Section):
     # Benchmarks (registry names) whose imported manifests are part of the test set (``tatar data import``).
     benchmarks: list[str] = Field(default_factory=list)
     quarantine: QuarantineConfig = QuarantineConfig()
+    validation: ValidationSplitConfig = ValidationSplitConfig()
 
 
 # ------------------------------------------------------------------------------------------ teacher
@@ -209,6 +218,16 @@ class LoraConfig(Section):
     merge: bool = True  # save a merged full checkpoint (True) or the adapter only (False)
 
 
+class HeldOutConfig(Section):
+    """Scoring the held-out validation split (data/manifests/val.jsonl) during training: SRCC, PLCC, parse rate
+    and think words per task, logged to the training curves (tatar.training.curves)."""
+
+    eval_steps: int = Field(default=0, ge=0)  # 0: never; otherwise every N optimiser steps and after the last
+    batch_size: int = Field(default=16, ge=1)  # images per generate call, both tasks together
+    max_new_tokens: int = Field(default=256, ge=1)
+    save_best: bool = False  # keep the weights of the step with the best mean validation SRCC, not the last
+
+
 class ThinkDropoutConfig(Section):
     """Asymmetric thought dropout: probability that a target drops its <think> block (answer only)."""
 
@@ -235,6 +254,7 @@ class SFTConfig(Section):
     save_steps: int = 200
     save_total_limit: int = 2
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    heldout: HeldOutConfig = HeldOutConfig()
     # Greedy generations on the synthetic test images after training, to print parse rate and think length.
     check_samples: int = 16
     check_max_new_tokens: int = 512
@@ -295,6 +315,7 @@ class GRPOConfig(Section):
     save_total_limit: int = 2
     log_completions: bool = False  # print a table of sampled completions and their rewards at each log
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    heldout: HeldOutConfig = HeldOutConfig()
 
 
 # --------------------------------------------------------------------------------------------- eval

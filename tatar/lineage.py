@@ -128,6 +128,21 @@ def upstream_chain(lock: dict, stage: str) -> list[str]:
     return seen
 
 
+def chain_stages(lock: dict, stage: str) -> list[dict]:
+    """``stage`` and its upstream stages as dvc.lock records them (deps, params, outs), upstream first."""
+    stages = []
+    for name in upstream_chain(lock, stage):
+        entry = lock["stages"][name]
+        stages.append({
+            "stage": name,
+            "cmd": entry.get("cmd"),
+            "deps": [{"path": d["path"], "md5": d.get("md5")} for d in entry.get("deps", [])],
+            "params": {k: v for f in (entry.get("params") or {}).values() for k, v in f.items()},
+            "outs": [{"path": o["path"], "md5": o.get("md5")} for o in _outs(entry)],
+        })
+    return stages
+
+
 def _flatten(d, prefix=""):
     out = {}
     for k, v in (d or {}).items():
@@ -178,16 +193,7 @@ def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None
     if stage is None:
         disagreements.append(f"dvc.lock{f' at {rev}' if rev else ''} has no stage producing {rel}")
     else:
-        for name in upstream_chain(lock, stage):
-            entry = lock["stages"][name]
-            params = {k: v for f in (entry.get("params") or {}).values() for k, v in f.items()}
-            stages.append({
-                "stage": name,
-                "cmd": entry.get("cmd"),
-                "deps": [{"path": d["path"], "md5": d.get("md5")} for d in entry.get("deps", [])],
-                "params": params,
-                "outs": [{"path": o["path"], "md5": o.get("md5")} for o in _outs(entry)],
-            })
+        stages = chain_stages(lock, stage)
         produced = stages[-1]
         # 1. Params the checkpoint says it was trained with vs params dvc.lock records for its stage.
         lineage_params = _flatten(lineage.get("params"))
@@ -208,7 +214,7 @@ def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None
         corpus["written_by"] = written_by  # the teachers named in the corpus records the checkpoint learnt from
     return {"checkpoint": rel, "stage": stage, "rev": rev, "stages": stages, "corpus": corpus,
             "lineage": {k: lineage.get(k) for k in ("stage", "created_at", "inputs", "started_from", "code",
-                                                    "packages", "params")},
+                                                    "packages", "params", "training")},
             "disagreements": disagreements}
 
 
@@ -236,7 +242,8 @@ def _task_teachers(teacher: dict) -> dict[str, str]:
     try:
         cfg = TeacherConfig.model_validate(teacher)
     except ValueError:  # params of an older or newer code version: read what is there
-        return {task: f"{(teacher.get(task) or {}).get('model') or teacher.get('model')}" for task in ("iqa", "iaa")}
+        own = {task: {**teacher, **(teacher.get(task) or {})} for task in ("iqa", "iaa")}
+        return {task: f"{t.get('model')} at {public_url(t.get('base_url') or '')}" for task, t in own.items()}
     return {task: f"{cfg.for_task(task).model} at {public_url(cfg.for_task(task).base_url)}" for task in ("iqa", "iaa")}
 
 
@@ -286,58 +293,43 @@ def final_checkpoint(root: str | Path = ".") -> Path | None:
 
 def lineage_markdown(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None,
                      check_disk: bool = True) -> str:
-    return _markdown(audit(checkpoint, root, rev, check_disk))
+    from tatar.lineage_view import render_markdown
+
+    return render_markdown(audit(checkpoint, root, rev, check_disk))
 
 
-def _markdown(report: dict) -> str:
-    lines = [f"## Lineage of `{report['checkpoint']}`" + (f" at `{report['rev']}`" if report["rev"] else ""), ""]
-    lines += ["| stage | inputs (md5) | params | outputs (md5) |", "|---|---|---|---|"]
-    for s in report["stages"]:
-        deps = "<br>".join(f"{d['path']} `{(d['md5'] or '')[:8]}`" for d in s["deps"])
-        outs = "<br>".join(f"{o['path']} `{(o['md5'] or '')[:8]}`" for o in s["outs"])
-        params = "<br>".join(f"{k}={v}" for k, v in _flatten(s["params"]).items())
-        lines.append(f"| {s['stage']} | {deps} | {params} | {outs} |")
-    if report["corpus"]:
-        corpus = dict(report["corpus"])
-        teachers = corpus.pop("teachers", {})
-        written_by = corpus.pop("written_by", None)
-        lines += ["", "**Corpus:** " + ", ".join(f"{k}: {v}" for k, v in corpus.items())]
-        lines += [f"**{task.upper()} teacher:** {who}" for task, who in teachers.items()]
-        if written_by:
-            from tatar.records import describe_teachers
-
-            lines.append(f"**Corpus written by:** {describe_teachers(written_by)}")
-    lin = report["lineage"]
-    code = lin.get("code") or {}
-    lines += ["", f"**Trained** {lin.get('created_at')} at commit `{code.get('commit')}`"
-              + (" (uncommitted changes)" if code.get("dirty") else "")]
-    if lin.get("started_from"):
-        lines.append(f"**Started from:** {lin['started_from']}")
-    lines.append("**Packages:** " + ", ".join(f"{k} {v}" for k, v in (lin.get("packages") or {}).items() if v))
-    lines += ["", "**Disagreements between dvc.lock and lineage.json:** "
-              + ("none" if not report["disagreements"] else "")]
-    lines += [f"- {d}" for d in report["disagreements"]]
-    return "\n".join(lines)
-
-
-def lineage_cli(checkpoint: Path, rev: str | None = None, as_json: bool = False, verify: bool = False) -> int:
+def lineage_cli(checkpoint: Path, rev: str | None = None, as_json: bool = False, verify: bool = False,
+                fmt: str = "text", width: int | None = None) -> int:
     import json
+    import shutil
 
-    from rich.console import Console
-    from rich.markdown import Markdown
+    from tatar.lineage_view import render
 
-    console = Console()
     try:
         report = audit(checkpoint, ".", rev)
     except FileNotFoundError as exc:
-        console.print(f"[red]{exc}")
+        print(exc)
         return 2
     problems = verify_checkpoint(checkpoint) if verify else []
-    if as_json:
+    if as_json or fmt == "json":
         print(json.dumps({**report, "verify": problems if verify else None}, indent=2, default=str))
     else:
-        console.print(Markdown(_markdown(report)))
+        print(render(report, fmt, width or min(shutil.get_terminal_size().columns, 160)), end="")
         if verify:
-            console.print("[green]verify: every file matches lineage.json" if not problems
-                          else "[red]verify failed:\n" + "\n".join(f"  {p}" for p in problems))
+            print("verify: every file matches lineage.json" if not problems
+                  else "verify failed:\n" + "\n".join(f"  {p}" for p in problems))
     return 1 if problems else 0
+
+
+def lineage_diff_cli(a: str, b: str, checkpoint: str = "data/models/grpo", as_json: bool = False) -> int:
+    import json
+
+    from tatar.lineage_diff import lineage_diff, render_diff
+
+    try:
+        d = lineage_diff(a, b, ".", checkpoint)
+    except FileNotFoundError as exc:
+        print(exc)
+        return 2
+    print(json.dumps(d, indent=2, default=str) if as_json else render_diff(d), end="\n" if as_json else "")
+    return 0

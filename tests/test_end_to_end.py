@@ -86,6 +86,28 @@ def test_lineage_of_the_final_checkpoint(project):
     assert report["corpus"]["teachers"] == {task: "tatar-reference-teacher at local" for task in ("iqa", "iaa")}
     assert report["disagreements"] == []
     assert sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).returncode == 0
+    # The readable view at 80 columns: every input and output of every stage on its own line with its short hash.
+    lines = [line.strip() for line in sh(*TATAR, "lineage", "data/models/grpo", "--width", "80",
+                                         cwd=project).stdout.splitlines()]
+    for s in report["stages"]:
+        for item in s["deps"] + s["outs"]:
+            assert f"{item['path']}  {item['md5'].removesuffix('.dir')[:8]}" in lines, item
+
+
+def test_training_curves_are_dvc_plots_and_experiment_metrics(project):
+    plots = json.loads(sh(*DVC, "plots", "show", "--json", cwd=project).stdout)["data"]
+    for stage, curves in (("sft", ("loss", "val/iqa/srcc", "val/iaa/srcc")),
+                          ("grpo", ("rewards/iqa/format/mean", "iaa/parse_rate", "val/iaa/parse_rate"))):
+        for curve in curves:
+            path = f"data/curves/{stage}/plots/metrics/{curve}.tsv"
+            assert path in plots, (path, sorted(plots))
+            header = (project / path).read_text().splitlines()[0].split("\t")
+            assert header == ["step", curve.rsplit("/", 1)[-1]], header
+    workspace = json.loads(sh(*DVC, "exp", "show", "--json", cwd=project).stdout)[0]["data"]["metrics"]
+    for stage in ("sft", "grpo"):
+        val = workspace[f"data/curves/{stage}/metrics.json"]["data"]["val"]
+        assert {"srcc", "plcc", "parse_rate", "think_words"} <= set(val["iqa"]) & set(val["iaa"]), val
+    assert "data/eval/metrics.json" in workspace
 
 
 def test_verify_catches_a_flipped_byte_and_a_swapped_corpus(project):

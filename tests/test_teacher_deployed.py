@@ -245,7 +245,8 @@ def test_rationale_records_without_the_new_fields_still_load():
 
 
 def test_lineage_and_model_cards_name_each_tasks_teacher():
-    from tatar.lineage import _markdown, _task_teachers
+    from tatar.lineage import _task_teachers
+    from tatar.lineage_view import render_markdown
     from tatar.records import describe_teachers, teachers_of
 
     params = {"base_url": "http://gpu:8000/v1", "model": "Qwen/Qwen3-VL-32B-Instruct",
@@ -263,9 +264,9 @@ def test_lineage_and_model_cards_name_each_tasks_teacher():
     assert describe_teachers(written_by) == "iqa: vlm at http://a/v1 (2 records); iaa: r1 at http://b/v1 (1 records)"
     report = {"checkpoint": "data/models/sft", "rev": None, "stages": [], "disagreements": [],
               "corpus": {"teachers": teachers, "prompt_version": "v1", "written_by": written_by}, "lineage": {}}
-    text = _markdown(report)
-    assert "**IAA teacher:** deepseek-ai/DeepSeek-R1-Distill-Qwen-32B at http://gpu:8001/v1" in text
-    assert "**Corpus written by:** iqa: vlm at http://a/v1 (2 records)" in text
+    text = render_markdown(report)
+    assert "iaa teacher: deepseek-ai/DeepSeek-R1-Distill-Qwen-32B at http://gpu:8001/v1" in text
+    assert "corpus written by: iqa: vlm at http://a/v1 (2 records)" in text
 
 
 @pytest.mark.slow

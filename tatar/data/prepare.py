@@ -4,6 +4,7 @@ Outputs (relative to the project root)::
 
     data/synthetic/{iqa,iaa}/{train,test}/*.png     the embedded default (when data.synthetic.enabled)
     data/manifests/train.jsonl                      every training record, both tasks
+    data/manifests/val.jsonl                        held-out training images scored during SFT/GRPO (data.validation)
     data/manifests/test/<name>.jsonl                synthetic_iqa, synthetic_iaa and each of data.benchmarks
     data/manifests/quarantine.jsonl                 rejected records: id, dataset, split, reason, detail
     data/manifests/report.{md,json}                 counts per dataset/task/split, quarantine by reason
@@ -30,6 +31,7 @@ from tatar.data.checks import (
 )
 from tatar.data.importers import import_train_set, imported_benchmark_rows
 from tatar.data.registry import get_benchmark
+from tatar.data.split import validation_split
 from tatar.data.synthetic import build_synthetic
 from tatar.data.synthetic_iaa import DATASET as SYNTHETIC_IAA
 from tatar.data.synthetic_iqa import DATASET as SYNTHETIC_IQA
@@ -38,6 +40,7 @@ from tatar.records import ManifestRecord, write_json, write_jsonl
 
 SYNTHETIC_DIR = Path("data/synthetic")
 MANIFEST_DIR = Path("data/manifests")
+VAL_MANIFEST = "val.jsonl"
 SHOWN_IN_ERRORS = 20
 
 
@@ -84,7 +87,10 @@ def prepare(cfg: DataConfig, project: Path) -> Manifests:
     test_names = ([SYNTHETIC_IQA, SYNTHETIC_IAA] if cfg.synthetic.enabled else []) + benchmarks
     manifests = Manifests(train=out / "train.jsonl", test={n: out / "test" / f"{n}.jsonl" for n in test_names},
                           quarantine=out / "quarantine.jsonl", report=out / "report.md")
-    write_jsonl(manifests.train, [r for r in result.records if r.split == "train"])
+    train, val = validation_split([r for r in result.records if r.split == "train"], cfg.validation.fraction,
+                                  cfg.seed, cfg.validation.max_per_task)
+    write_jsonl(manifests.train, train)
+    write_jsonl(out / VAL_MANIFEST, val)  # always written (maybe empty): SFT and GRPO depend on it
     for name, path in manifests.test.items():
         write_jsonl(path, [r for r in result.records if r.split == "test" and r.dataset == name])
     write_jsonl(manifests.quarantine, result.quarantined)
@@ -92,6 +98,7 @@ def prepare(cfg: DataConfig, project: Path) -> Manifests:
     write_json(out / "report.json", report)
     manifests.report.write_text(render_report(report, result.quarantined), encoding="utf-8")
     print(summary_line(report, manifests))
+    print(f"prepare: {len(val)} of those train records held out for validation -> {out / VAL_MANIFEST}")
     if not any(r.split == "train" for r in result.records):
         raise DataPolicyError(f"prepare: no training records; enable data.synthetic or add data.train entries "
                               f"({report['quarantined']} quarantined, see {manifests.report})")

@@ -79,10 +79,15 @@ def published_table(metrics: EvalMetrics) -> str:
     return _table(["system", *columns], rows)
 
 
-def markdown_report(metrics: EvalMetrics) -> str:
+def markdown_report(metrics: EvalMetrics, previous: tuple[str, dict] | None = None) -> str:
+    from tatar.evaluation.compare import comparison_table
+
     published = published_results()
     parts = [
         f"# Evaluation of `{metrics.checkpoint}`",
+        "## Better or worse? This run, the previous run and the paper",
+        comparison_table(metrics, previous),
+        "## This run",
         ("Greedy decoding with the shared prompts; a prediction is the single number inside the last "
          "`<answer>`, anything else is a parse failure (counted here, kept with its raw text in "
          "`predictions/`, left out of the correlations). SRCC is tie-aware, KRCC is tau-b, PLCC (logistic) "
@@ -168,8 +173,10 @@ def write_plots(predictions: Mapping[str, Sequence[Prediction]], metrics: EvalMe
     return written
 
 
-def write_report(predictions: Mapping[str, Sequence[Prediction]], metrics: EvalMetrics, out_dir: Path) -> None:
-    """Everything under ``out_dir`` except predictions and metrics.json: report.md, plots/, plot CSVs."""
-    (out_dir / "report.md").write_text(markdown_report(metrics), encoding="utf-8")
+def write_report(predictions: Mapping[str, Sequence[Prediction]], metrics: EvalMetrics, out_dir: Path,
+                 previous: tuple[str, dict] | None = None) -> None:
+    """Everything under ``out_dir`` except predictions and metrics.json: report.md, plots/, plot CSVs.
+    ``previous``: (label, metrics) of the previous run (``tatar.evaluation.compare.previous_metrics``)."""
+    (out_dir / "report.md").write_text(markdown_report(metrics, previous), encoding="utf-8")
     write_plot_data(predictions, out_dir)
     write_plots(predictions, metrics, out_dir / "plots")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from tatar.config import EvalConfig, Params
+from tatar.evaluation.compare import previous_metrics
 from tatar.evaluation.metrics import EvalMetrics, Prediction, summarise
 from tatar.evaluation.report import metrics_table, write_report
 from tatar.records import ManifestRecord, read_records, write_json, write_jsonl
@@ -125,7 +126,7 @@ def evaluate(cfg: EvalConfig, checkpoint: str, out_dir: Path = OUT_DIR, test_dir
     for name, preds in predictions.items():
         write_jsonl(out_dir / "predictions" / f"{name}.jsonl", preds)
     write_json(out_dir / "metrics.json", metrics.model_dump(mode="json"))
-    write_report(predictions, metrics, out_dir)
+    write_report(predictions, metrics, out_dir, previous_metrics())
     print(metrics_table(metrics))
     print(f"evaluate: wrote {out_dir}/metrics.json, report.md, predictions/ and plots/")
     return metrics

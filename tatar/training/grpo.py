@@ -149,6 +149,7 @@ def train(params: Params, dataset, work_dir: Path, out_dir: Path) -> dict:
     from tatar.modeling import load_from_config, resolve_model
     from tatar.rewards import build_reward_funcs
     from tatar.training.common import fit, peft_lora_config, save_checkpoint
+    from tatar.training.curves import attach
 
     cfg = params.grpo
     reward_funcs, weights = build_reward_funcs(cfg)
@@ -157,9 +158,11 @@ def train(params: Params, dataset, work_dir: Path, out_dir: Path) -> dict:
     model, processor = load_from_config(SFT_DIR, params.model)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=peft_lora_config(cfg.lora))
+    curves = attach(trainer, "grpo", cfg.heldout, processor, work_dir)
     result, resume, seconds = fit(trainer, work_dir, "grpo")
+    curves.restore_best(trainer.model)
     kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(SFT_DIR))
-    return {"checkpoint": kind, "steps": result.global_step, "seconds": seconds,
+    return {"checkpoint": kind, "steps": result.global_step, "seconds": seconds, "heldout": curves.summary(seconds),
             "resumed_from": resume, "reward_funcs": {f.__name__: w for f, w in zip(reward_funcs, weights)},
             "log": [entry for entry in trainer.state.log_history if any(k.startswith("rewards/") for k in entry)],
             "is_main_process": trainer.accelerator.is_main_process}
@@ -249,4 +252,7 @@ def _run(params: Params) -> None:
                   extra={"started_from": origin, "training": {k: v for k, v in facts.items() if k != "log"}})
     shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing left to resume
     print(task_table(facts))
+    from tatar.training.curves import report_line
+
+    print(report_line("grpo", facts["heldout"]))
     print(f"grpo: saved {facts['checkpoint']} checkpoint to {OUT_DIR} ({facts['steps']} steps, {facts['seconds']} s)")

@@ -147,6 +147,7 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     from trl import SFTTrainer
 
     from tatar.training.common import fit, peft_lora_config, save_checkpoint
+    from tatar.training.curves import attach
 
     cfg = params.sft
     # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
@@ -154,10 +155,12 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     model, processor = load_from_config(BASE_DIR, params.model)
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(examples), processing_class=processor,
                          peft_config=peft_lora_config(cfg.lora))
+    curves = attach(trainer, "sft", cfg.heldout, processor, work_dir)
     result, resume, seconds = fit(trainer, work_dir, "sft")
+    curves.restore_best(trainer.model)
     kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(BASE_DIR))
     return {"checkpoint": kind, "steps": result.global_step, "train_loss": round(result.training_loss, 4),
-            "seconds": seconds, "resumed_from": resume,
+            "seconds": seconds, "resumed_from": resume, "heldout": curves.summary(seconds),
             "is_main_process": trainer.accelerator.is_main_process}
 
 
@@ -230,6 +233,9 @@ def run(params: Params) -> None:
     facts["teachers"] = teachers_of(records)  # who wrote the corpus, per task (model card and lineage)
     if not facts.pop("is_main_process"):
         return
+    from tatar.training.curves import report_line
+
+    print(report_line("sft", facts["heldout"]))
     report = contract_check(OUT_DIR, params)
     for task, r in report.items():
         print(f"sft check {task}: parse rate {r['parse_rate']:.2f} on {r['samples']} images, "

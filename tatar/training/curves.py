@@ -1,0 +1,154 @@
+"""Training curves the DVC way: SFT and GRPO log through ``dvclive`` into ``data/curves/<stage>/``, which dvc.yaml
+declares as the stage's metrics (``metrics.json``: the last value of every curve, shown by ``dvc exp show``) and
+plots (``plots/metrics/**.tsv``: one file per curve, drawn by ``dvc plots show``).
+
+The logger is transformers' ``DVCLiveCallback`` (the trainer's loss, learning rate, GRPO's per-task rewards,
+parse rate and think words) given a ``Live`` that neither edits dvc.yaml nor saves a DVC experiment of its own
+(the stage runs inside ``dvc repro`` / ``dvc exp run``, which own that). Its x axis is the optimiser step.
+
+Every ``heldout.eval_steps`` and after the last step, the held-out validation split (``data/manifests/val.jsonl``,
+drawn by prepare) is scored greedily with the model being trained: SRCC, PLCC, parse rate and mean think words per
+task, logged as ``val/<task>/<metric>`` on the same curves. The time it takes is measured and reported by the
+stage. With ``heldout.save_best`` the weights of the step with the best mean validation SRCC are kept in memory
+and restored before the checkpoint is saved.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from transformers.integrations import DVCLiveCallback
+
+from tatar.config import HeldOutConfig
+from tatar.records import ManifestRecord, read_records
+
+CURVES_DIR = Path("data/curves")
+VAL_MANIFEST = Path("data/manifests/val.jsonl")
+TASKS = ("iqa", "iaa")
+
+
+def heldout_scores(model, processor, records: list[ManifestRecord], cfg: HeldOutConfig) -> dict[str, float]:
+    """``val/<task>/{srcc,plcc,parse_rate,think_words}`` of greedy answers on ``records``. A correlation that is
+    undefined (constant predictions, fewer than two parsed answers) is logged as 0: such answers rank nothing, and a
+    curve with gaps would leave the metric out of ``dvc exp show`` exactly when it matters."""
+    from tatar.evaluation.metrics import correlations
+    from tatar.inference import generate
+    from tatar.parsing import parse_answer, think_words
+
+    # One generate call over both tasks: greedy decoding runs until the longest answer (an IAA narrative) ends, so
+    # scoring the tasks apart would pay for that length twice.
+    texts = generate(model, processor, [r.path for r in records], [r.task for r in records],
+                     batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+    out: dict[str, float] = {}
+    for task in TASKS:
+        rows = [(r, t) for r, t in zip(records, texts) if r.task == task]
+        if not rows:
+            continue
+        preds = [(parse_answer(t), r.score_100) for r, t in rows]
+        parsed = [(p, gt) for p, gt in preds if p is not None]
+        out[f"val/{task}/parse_rate"] = len(parsed) / len(rows)
+        out[f"val/{task}/think_words"] = sum(think_words(t) for _, t in rows) / len(rows)
+        corr = correlations([p for p, _ in parsed], [gt for _, gt in parsed])
+        out.update({f"val/{task}/{k}": corr[k] or 0.0 for k in ("srcc", "plcc")})
+    return out
+
+
+def mean_srcc(scores: dict[str, float]) -> float | None:
+    """Mean validation SRCC over the tasks scored."""
+    tasks = [t for t in TASKS if f"val/{t}/parse_rate" in scores]
+    return sum(scores.get(f"val/{t}/srcc", 0.0) for t in tasks) / len(tasks) if tasks else None
+
+
+class TrainingCurves(DVCLiveCallback):
+    """DVCLive logging at the optimiser step, plus held-out scoring every ``eval_steps``."""
+
+    def __init__(self, stage: str, cfg: HeldOutConfig, processor, val_records: list[ManifestRecord],
+                 resume: bool = False, live_dir: Path | None = None):
+        from dvclive import Live
+
+        self.live_dir = live_dir or CURVES_DIR / stage
+        live = Live(dir=str(self.live_dir), resume=resume, report=None, save_dvc_exp=False, dvcyaml=None)
+        super().__init__(live=live)
+        self.stage, self.cfg, self.processor, self.val = stage, cfg, processor, val_records
+        self.pending: dict[str, float] = {}
+        self.seconds = 0.0  # spent scoring the held-out split
+        self.evaluations = 0
+        self.best: dict | None = None  # {"step", "mean_srcc"} of the best evaluation so far
+        self._best_state = None
+
+    def setup(self, args, state, model):
+        # Unlike transformers' callback, no params.yaml dump of the TrainingArguments: DVC tracks params.yaml.
+        self._initialized = True
+
+    def _due(self, state) -> bool:
+        every = self.cfg.eval_steps
+        return bool(self.val) and every > 0 and (state.global_step % every == 0 or state.global_step >= state.max_steps)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if not self._due(state) or not state.is_world_process_zero:
+            return control
+        start = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        try:
+            self.pending = heldout_scores(model, self.processor, self.val, self.cfg)
+        finally:
+            model.train(was_training)
+        self.evaluations += 1
+        score = mean_srcc(self.pending)
+        if self.cfg.save_best and score is not None and (self.best is None or score > self.best["mean_srcc"]):
+            self.best = {"step": state.global_step, "mean_srcc": round(score, 4)}
+            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.seconds += time.perf_counter() - start
+        control.should_log = True  # log the scores at this step, next to the training values
+        return control
+
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        if state.is_world_process_zero and self.live is not None:
+            self.live.step = state.global_step
+        logs = {**(logs or {}), **self.pending}
+        self.pending = {}
+        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+    def restore_best(self, model) -> dict | None:
+        """With ``save_best``: load the best step's weights into ``model`` (before it is saved); returns
+        {"step", "mean_srcc"} for lineage, or None."""
+        if self._best_state is None:
+            return None
+        model.load_state_dict(self._best_state)
+        return self.best
+
+    def summary(self, train_seconds: float) -> dict:
+        """What the stage prints and records: evaluations, seconds, and the time they added as a share of the
+        training time without them (``train_seconds`` includes them)."""
+        rest = train_seconds - self.seconds
+        share = self.seconds / rest if rest > 0 else None
+        return {"evaluations": self.evaluations, "images": len(self.val), "seconds": round(self.seconds, 1),
+                "share_of_training": None if share is None else round(share, 3), "best": self.best,
+                "curves": str(self.live_dir)}
+
+
+def attach(trainer, stage: str, cfg: HeldOutConfig, processor, work_dir: Path) -> TrainingCurves:
+    """Add the curves callback to ``trainer``; the validation split is read from prepare's val.jsonl. A run that
+    resumes from a trainer checkpoint in ``work_dir`` appends to the curves already logged."""
+    from tatar.training.common import last_checkpoint
+
+    val = read_records(VAL_MANIFEST, ManifestRecord) if VAL_MANIFEST.is_file() and cfg.eval_steps > 0 else []
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    if val and plugin is not None and plugin.zero_stage == 3:
+        # ZeRO-3 shards the weights: generating on the main process alone would wait forever for the others.
+        print(f"{stage}: held-out scoring is not supported under DeepSpeed ZeRO-3; skipped (use ZeRO-2 or DDP)")
+        val = []
+    curves = TrainingCurves(stage, cfg, processor, val, resume=last_checkpoint(work_dir) is not None)
+    trainer.add_callback(curves)
+    return curves
+
+
+def report_line(stage: str, summary: dict) -> str:
+    if not summary["evaluations"]:
+        return f"{stage}: held-out scoring off (heldout.eval_steps = 0 or no data/manifests/val.jsonl)"
+    share = summary["share_of_training"]
+    return (f"{stage}: held-out scoring of {summary['images']} images x {summary['evaluations']} evaluation(s) added "
+            f"{summary['seconds']} s" + ("" if share is None else f" (+{share:.1%} on the training time)")
+            + f"; curves in {summary['curves']}")
