@@ -164,7 +164,10 @@ def read_pipal(cfg: TrainSetConfig, path: Path) -> Parsed:
 
 
 def ava_mean(counts: list[str]) -> float:
-    votes = [int(c) for c in counts]
+    try:
+        votes = [int(c) for c in counts]
+    except ValueError as exc:
+        raise MalformedRow(f"vote counts {' '.join(counts)!r} are not integers ({exc})") from None
     total = sum(votes)
     if total <= 0:
         raise MalformedRow("no votes")
@@ -175,11 +178,7 @@ def read_ava(cfg: TrainSetConfig, path: Path) -> Parsed:
     def parse(fields):
         if len(fields) < 2 + AVA_VOTES:
             raise MalformedRow(f"expected 'index image_id' and {AVA_VOTES} vote counts, found {len(fields)} fields")
-        try:
-            score = ava_mean(fields[2:2 + AVA_VOTES])
-        except ValueError as exc:
-            raise MalformedRow(f"vote counts {' '.join(fields[2:2 + AVA_VOTES])!r} are not integers ({exc})") from None
-        return SourceRow(f"{fields[1]}.jpg", score)
+        return SourceRow(f"{fields[1]}.jpg", ava_mean(fields[2:2 + AVA_VOTES]))
 
     if path.suffix.lower() != ".txt":
         raise SourceError(f"{path}: the ava format reads AVA.txt (header-less, space separated); found "
