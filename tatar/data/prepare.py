@@ -76,6 +76,8 @@ def collect_rows(cfg: DataConfig, project: Path,
                          f"selection (splits: {train_set.splits or 'format default'})")
     if cfg.synthetic.enabled:
         rows += build_synthetic(cfg.synthetic, cfg.seed, project / SYNTHETIC_DIR)
+    else:  # still a DVC output of prepare: present (empty) so the stage's outputs exist
+        (project / SYNTHETIC_DIR).mkdir(parents=True, exist_ok=True)
     return rows, malformed
 
 
