@@ -32,6 +32,10 @@ def add_external(sources: list[Path], name: str, project: Path = Path(".")) -> l
     if missing:
         raise ExternalSourceError(f"not a file: {', '.join(missing)} (tatar data add imports label files; images "
                                   f"stay where they are and are named by data.train[].images)")
+    names = [s.name for s in sources]
+    if len(set(names)) < len(names):
+        raise ExternalSourceError(f"two files named alike ({', '.join(names)}) would land on one path under "
+                                  f"{RAW_DIR / name}; add them under different --name values")
     outs = []
     with Repo(str(project)) as repo:
         for source in sources:
