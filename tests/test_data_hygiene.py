@@ -69,3 +69,20 @@ def test_a_declared_scale_whose_range_leaves_the_benchmarks_is_warned(koniq_with
     notes = json.loads((tmp_path / "data/manifests/report.json").read_text())["notes"]
     # ...but MOS 3.73 maps to 97.4, beyond the test range 5-85 by more than 10 points
     assert len(notes) == 1 and "range 9.7-97.4 disagrees with the KonIQ-10K test range 5.0-85.0" in notes[0]
+
+
+def test_a_bad_source_file_stops_prepare_with_one_line_through_the_cli(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tatar.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "AVA.csv").write_text("index,image\n")
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  synthetic: {enabled: false}\n"
+        "  train: [{name: ava, format: ava, path: AVA.csv, images: imgs}]\n")
+    result = CliRunner().invoke(app, ["stage", "prepare"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["stage prepare failed: AVA.csv: the ava format reads AVA.txt (header-less, space separated); "
+                     "found .csv"]

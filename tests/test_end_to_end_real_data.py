@@ -111,10 +111,12 @@ def test_first_run_runs_every_stage_on_real_formats(project):
     assert "up to date" in sh(*DVC, "status", cwd=dest).stdout
 
 
-def test_second_run_skips_every_stage(project):
+def test_second_run_skips_every_stage_and_dvc_repro_agrees(project):
     dest, _ = project
     sh(*TATAR, "run", cwd=dest)
     assert last_run(dest) == dict.fromkeys(STAGES, "skipped")
+    repro = sh(*DVC, "repro", cwd=dest).stdout
+    assert "Running stage" not in repro, repro
 
 
 def test_an_edit_of_the_external_label_file_reruns_prepare(project):
