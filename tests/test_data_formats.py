@@ -359,3 +359,17 @@ def test_unreadable_files_are_one_line_errors_naming_the_file(tmp_path, fmt, nam
 def test_missing_file_names_the_file_and_what_the_format_reads(tmp_path):
     with pytest.raises(SourceError, match=r"AVA.txt: training set file not found .*format ava reads AVA.txt"):
         import_train_set(TrainSetConfig(name="ava", format="ava", path=str(tmp_path / "AVA.txt"), images="."))
+
+
+def test_a_split_column_can_be_named_for_any_table_format(tmp_path):
+    images = tmp_path / "kadid"
+    rows = []
+    for i in range(6):
+        write_image(images / f"I01_{i:02d}_01.png", i)
+        rows.append([f"I01_{i:02d}_01.png", "I01.png", 1 + 0.5 * i, 0.1, "test" if i < 2 else "train"])
+    path = tmp_path / "dmos.csv"
+    write_csv(path, ["dist_img", "ref_img", "dmos", "var", "fold"], rows)
+    cfg = TrainSetConfig(name="kadid", format="kadid", path=str(path), images=str(images), split_column="fold",
+                         splits=["train"])
+    records, bad, imported = checked(cfg)
+    assert len(records) == 4 and not bad and imported.not_selected == {"test": 2}

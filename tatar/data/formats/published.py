@@ -97,6 +97,8 @@ def _table_rows(cfg: TrainSetConfig, path: Path, image: str, label: str, split: 
     if path.suffix.lower() not in (".json", ".jsonl"):
         require_columns(path, rows, [image, label])
 
+    split = _column(cfg, "split_column", split)
+
     def parse(row):
         row = _object(row)
         value = row.get(split) if split else None
