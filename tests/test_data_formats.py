@@ -306,7 +306,8 @@ def test_artimuse_text_without_a_score_row_is_quarantined(artimuse_release):
     records, bad, _ = checked(TrainSetConfig(name="artimuse", format="artimuse", path=str(score_file),
                                              text=str(text_file), images=str(root)))
     assert len(records) == N - 1
-    assert [q.detail.split(" (")[0] for q in bad] == ["aspect texts for images/0_100.jpg but no row for it in train.json"]
+    assert [q.detail.split(" (")[0] for q in bad] == [
+        "aspect texts for images/0_100.jpg but no row for it in train.json"]
 
 
 # ------------------------------------------------------------------------------ paths and duplicates

@@ -17,6 +17,7 @@ from tatar.data.formats.artimuse import attribute_key  # noqa: F401
 from tatar.data.registry import Benchmark, get_benchmark, reference_manifest
 from tatar.records import ManifestRecord, read_jsonl, write_jsonl
 
+
 # --------------------------------------------------------------------------------------- benchmarks
 def portable_root(folder: Path) -> str:
     """A folder inside the project stays relative (portable with the repo); any other becomes absolute."""

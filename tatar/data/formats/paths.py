@@ -11,7 +11,6 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path, PurePosixPath
 
-
 from tatar.data.checks import OUTSIDE_ROOT  # noqa: F401 - the quarantine reason for OutsideRoot
 
 

@@ -35,7 +35,6 @@ from tatar.data.formats.tables import (
     Rows,
     SourceError,
     load_table,
-    read_header_table,
     read_plain_table,
     require_columns,
 )
