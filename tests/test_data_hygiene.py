@@ -86,3 +86,16 @@ def test_a_bad_source_file_stops_prepare_with_one_line_through_the_cli(tmp_path,
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["stage prepare failed: AVA.csv: the ava format reads AVA.txt (header-less, space separated); "
                      "found .csv"]
+
+
+def test_data_add_refuses_what_it_cannot_import(tmp_path):
+    from tatar.data.external import ExternalSourceError, add_external
+
+    with pytest.raises(ExternalSourceError, match="not a file: .*nope.csv"):
+        add_external([tmp_path / "nope.csv"], "x", tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a/train.json").write_text("[]")
+    (tmp_path / "b/train.json").write_text("[]")
+    with pytest.raises(ExternalSourceError, match="two files named alike"):
+        add_external([tmp_path / "a/train.json", tmp_path / "b/train.json"], "x", tmp_path)
