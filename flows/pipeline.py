@@ -118,6 +118,11 @@ def publish_artifacts(results: list[StageResult], root: Path) -> None:
 
 @flow(name="tatar-pipeline", log_prints=True)
 def pipeline(force: bool = False, until: str | None = None, root: str = ".") -> list[StageResult]:
+    from tatar.data.external import update_external
+
+    changed = update_external(Path(root))  # external label files (tatar data add): a changed source re-runs prepare
+    if changed:
+        print(f"external sources changed: {', '.join(changed)}")
     results = []
     for stage in stage_order(root):
         results.append(reproduce_stage.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=5)(

@@ -107,6 +107,17 @@ def data_import(
     raise typer.Exit(import_benchmark_cli(name, images, out=out, allow_missing=allow_missing))
 
 
+@data_app.command("add")
+def data_add(
+    files: Annotated[list[Path], typer.Argument(help="External label files (e.g. AVA.txt, or score + text JSON).")],
+    name: Annotated[str, typer.Option(help="Folder under data/raw/ (use the data.train entry's name).")],
+):
+    """Track external training label files with `dvc import-url` under data/raw/NAME/; `tatar run` updates them."""
+    from tatar.data.external import add_cli
+
+    raise typer.Exit(add_cli(files, name))
+
+
 @teacher_app.command("serve")
 def teacher_serve(
     host: str = "127.0.0.1",

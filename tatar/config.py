@@ -45,12 +45,14 @@ class SyntheticConfig(Section):
 
 
 class TrainSetConfig(Section):
-    """One training source imported from disk (KonIQ DeQA-style JSON, ArtiMuse-10K, or generic)."""
+    """One training source imported from disk in a named format (tatar.data.formats.FORMATS; README "Datasets")."""
 
     name: str
-    format: Literal["koniq", "artimuse", "generic"]
+    format: Literal["koniq", "spaq", "kadid", "pipal", "ava", "tad66k", "flickr-aes", "artimuse", "generic"]
     path: str
     images: str
+    # ArtiMuse-10K: the per-aspect conversation JSONL joined (by image file name) with the score JSON in ``path``.
+    text: str | None = None
     task: Literal["iqa", "iaa"] | None = None
     image_column: str = "image"
     score_column: str = "score"
@@ -58,13 +60,28 @@ class TrainSetConfig(Section):
     # Per-row scale instead of ``scale``: names of the columns holding lo and hi (generic format).
     scale_columns: tuple[str, str] | None = None
     lower_is_better: bool = False
+    # The file's own split column (KonIQ: ``set``) and the values kept; None keeps the format's default
+    # (KonIQ: training + validation) or every row when the file has no such column.
+    split_column: str | None = None
+    splits: list[str] | None = None
+    # Image paths that leave ``images`` (``../x.png``, absolute paths) are quarantined unless this is set.
+    allow_outside_root: bool = False
+    # The benchmark whose test labels share this set's label transform (default: the format's own benchmark).
+    benchmark: str | None = None
 
 
 class QuarantineConfig(Section):
     """When prepare fails instead of quarantining and carrying on."""
 
     max_fraction: float = 0.01
-    fail_on_overlap: bool = True
+    fail_on_overlap: bool = True  # with overlap: fail; false quarantines overlaps and counts them in max_fraction
+    # A training image whose bytes are in a listed test set: fail prepare, or exclude it (quarantined as
+    # train_test_overlap, counted per dataset in report.md, not counted against max_fraction).
+    overlap: Literal["fail", "exclude"] = "fail"
+
+    @property
+    def excludes_overlap(self) -> bool:
+        return self.overlap == "exclude"
 
 
 class ValidationSplitConfig(Section):

@@ -69,40 +69,22 @@ def test_koniq_other_column_without_scale_is_refused(koniq):
 
 
 # ---------------------------------------------------------------------------------------- ArtiMuse
-ARTIMUSE_LONG_NAMES = {
-    "Visual Elements & Structure": "visual_elements", "Composition & Design": "composition",
-    "Gestalt Completion": "gestalt", "Technical Execution": "technical_execution",
+# The release's aspect names and the paper's merge-script keys (tatar/data/formats/artimuse.py).
+ARTIMUSE_NAMES = {
+    "Composition & Structure": "composition", "Visual Elements": "visual_elements",
+    "Technical Execution": "technical_execution", "Originality & Creativity": "originality",
     "Theme & Communication": "theme", "Emotion & Viewer Response": "emotion",
-    "Originality & Creativity": "originality", "Comprehensive Evaluation": "overall",
+    "Overall Gestalt": "gestalt", "Overall Evaluation": "overall",
 }
+MERGE_KEYS = {"composition_structure": "composition", "emotion_viewer_response": "emotion",
+              "overall_gestalt": "gestalt", "overall_evaluation": "overall"}
 
 
-@pytest.mark.parametrize(("key", "attribute"), [*ARTIMUSE_LONG_NAMES.items(), ("visual_elements", "visual_elements"),
-                                                ("technical-execution", "technical_execution"),
-                                                ("overall", "overall"), ("score", None)])
-def test_attribute_key_spellings(key, attribute):
+@pytest.mark.parametrize(("key", "attribute"), [*ARTIMUSE_NAMES.items(), *MERGE_KEYS.items(),
+                                                ("visual_elements", "visual_elements"), ("Overall Impression", None),
+                                                ("Composition & Design", None), ("score", None)])
+def test_attribute_key_matches_names_exactly(key, attribute):
     assert attribute_key(key) == attribute
-
-
-def test_artimuse_nested_top_level_and_incomplete_rows(tmp_path):
-    images = tmp_path / "artimuse"
-    for i in range(3):
-        write_png(images / f"0_{i}.jpg", i)
-    nested = {"image": "0_0.jpg", "score": 7.5,
-              "attributes": {name: {"text": f"long {name}"} for name in ARTIMUSE_LONG_NAMES}}
-    flat = {"image_path": "0_1.jpg", "gt_score": 2.0, **{a: f"flat {a}" for a in ATTRIBUTES}}
-    incomplete = {"image": "0_2.jpg", "score": 5.0, **{a: "x" for a in ATTRIBUTES if a != "emotion"}}
-    path = tmp_path / "artimuse_train.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in (nested, flat, incomplete)) + "\n")
-
-    recs, bad = records_of(TrainSetConfig(name="artimuse", format="artimuse", path=str(path), images=str(images)))
-    assert recs["0_0.jpg"].score_100 == pytest.approx(75.0)  # declared 0-10
-    assert recs["0_0.jpg"].task == "iaa"
-    assert list(recs["0_0.jpg"].attributes) == list(ATTRIBUTES)
-    assert recs["0_0.jpg"].attributes["composition"] == "long Composition & Design"
-    assert recs["0_1.jpg"].attributes["overall"] == "flat overall"
-    assert [(q.id, q.reason) for q in bad] == [("artimuse/0_2.jpg", MALFORMED_ROW)]
-    assert "missing attribute texts: emotion" in bad[0].detail and "artimuse_train.jsonl:3" in bad[0].detail
 
 
 # ----------------------------------------------------------------------------------------- generic
@@ -153,7 +135,7 @@ def test_generic_needs_task_and_scale(tmp_path):
         import_train_set(TrainSetConfig(name="x", format="generic", path=str(path), images=".", scale=(0, 1)))
     with pytest.raises(ValueError, match="declare the label scale"):
         import_train_set(TrainSetConfig(name="x", format="generic", path=str(path), images=".", task="iqa"))
-    with pytest.raises(FileNotFoundError, match="nope.json"):
+    with pytest.raises(ValueError, match="nope.json: training set file not found"):
         import_train_set(TrainSetConfig(name="x", format="koniq", path=str(tmp_path / "nope.json"), images="."))
 
 

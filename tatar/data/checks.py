@@ -29,6 +29,8 @@ NAN_LABEL = "nan_label"  # NaN or infinite
 OUT_OF_SCALE_LABEL = "out_of_scale_label"
 DUPLICATE_ID = "duplicate_id"
 TRAIN_TEST_OVERLAP = "train_test_overlap"
+CONFLICTING_DUPLICATE = "conflicting_duplicate"  # same image bytes under two training ids with different labels
+OUTSIDE_ROOT = "outside_root"  # the image path leaves the source's declared images folder (tatar.data.formats.paths)
 
 
 class QuarantineRecord(BaseModel):
@@ -179,10 +181,34 @@ def drop_train_test_overlap(records: list[ManifestRecord]) -> CheckResult:
     return result
 
 
+def drop_conflicting_duplicates(records: list[ManifestRecord]) -> CheckResult:
+    """The same image bytes under two training ids of one dataset with different labels: nothing says which label
+    is right, so every copy is quarantined (equal labels are kept: a repeat, not a conflict)."""
+    by_sha: dict[tuple[str, str], list[ManifestRecord]] = defaultdict(list)
+    for rec in records:
+        if rec.split == "train":
+            by_sha[(rec.dataset, rec.sha256)].append(rec)
+    conflicting = {}
+    for copies in by_sha.values():
+        labels = sorted({c.score_100 for c in copies})
+        if len(labels) > 1:
+            detail = (f"same image bytes as {', '.join(c.id for c in copies)} with different labels "
+                      f"(score_100 {', '.join(f'{s:g}' for s in labels)})")
+            conflicting.update({id(c): detail for c in copies})
+    result = CheckResult()
+    for rec in records:
+        if id(rec) in conflicting:
+            result.quarantined.append(_quarantine_record(rec, CONFLICTING_DUPLICATE, conflicting[id(rec)]))
+        else:
+            result.records.append(rec)
+    return result
+
+
 def run_checks(rows: list[RawRow]) -> CheckResult:
-    """All raw-data checks in order: per row, then duplicate ids, then train/test overlap."""
+    """All raw-data checks in order: per row, duplicate ids, conflicting duplicate images, train/test overlap."""
     result = check_rows(rows, progress="checking images")
     deduped = drop_duplicate_ids(result.records)
-    clean = drop_train_test_overlap(deduped.records)
-    return CheckResult(records=clean.records,
-                       quarantined=result.quarantined + deduped.quarantined + clean.quarantined)
+    consistent = drop_conflicting_duplicates(deduped.records)
+    clean = drop_train_test_overlap(consistent.records)
+    return CheckResult(records=clean.records, quarantined=result.quarantined + deduped.quarantined
+                       + consistent.quarantined + clean.quarantined)

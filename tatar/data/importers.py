@@ -1,200 +1,21 @@
 """Importers: read datasets from disk into candidate rows (checked by tatar.data.checks), never crashing on a bad
 row: a row without an image or label field is quarantined as ``malformed_row`` with its location.
 
-Training sets (``params.data.train``, one ``TrainSetConfig`` each):
-
-- ``koniq``: DeQA-Score meta JSON, a list of {"image", "gt_score", "gt_score_norm", "std", ...}. The label is
-  ``gt_score_norm`` on [1, 5] (DeQA rescales each dataset's MOS linearly to 1-5), unless ``score_column`` and
-  ``scale`` name another column and its declared scale (e.g. ``gt_score`` on [0, 100]).
-- ``artimuse``: ArtiMuse-10K train, JSON list or JSONL; label ``score`` (or gt_score / overall_score /
-  total_score / aesthetic_score) on [0, 10] unless ``scale`` says otherwise; eight attribute texts, either
-  top-level or nested under "attributes" / "aspects" / "annotations" / "analysis", keyed by any spelling whose
-  first word names the attribute (see ``attribute_key``), e.g. "Composition & Design", "visual_elements",
-  "Emotion & Viewer Response", "Comprehensive Evaluation"; a value may be text or {"text"|"comment"|...: text}.
-- ``generic``: JSON (a list of objects, or an object holding one list), JSONL or CSV/TSV with named
-  ``image_column`` and ``score_column``; the scale is ``scale: [lo, hi]`` or per-row ``scale_columns: [lo, hi]``,
-  ``lower_is_better`` flips DMOS-like labels; ``task`` is required.
+Training sets (``params.data.train``, one ``TrainSetConfig`` each) are read by their named format: see
+``tatar.data.formats`` (re-exported here as ``import_train_set``).
 
 Benchmarks: ``tatar data import NAME --images DIR`` checks DIR against the shipped evaluation manifest.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tatar.config import TrainSetConfig
-from tatar.data.checks import MALFORMED_ROW, CheckResult, QuarantineRecord, RawRow, check_rows
-from tatar.data.registry import DEQA_NORM_SCALE, Benchmark, Scale, get_benchmark, reference_manifest
-from tatar.records import ATTRIBUTES, ManifestRecord, read_jsonl, write_jsonl
-
-ARTIMUSE_SCORE_KEYS = ("score", "gt_score", "overall_score", "total_score", "aesthetic_score")
-ARTIMUSE_IMAGE_KEYS = ("image", "image_path", "img", "file_name", "filename", "path")
-ATTRIBUTE_CONTAINERS = ("attributes", "aspects", "annotations", "analysis")
-ATTRIBUTE_TEXT_KEYS = ("text", "comment", "description", "analysis", "content")
-# First word of a normalised source key -> attribute (ArtiMuse's long names and our short ones).
-_ATTRIBUTE_WORDS = {
-    "visual": "visual_elements", "composition": "composition", "gestalt": "gestalt",
-    "technical": "technical_execution", "theme": "theme", "emotion": "emotion", "emotional": "emotion",
-    "originality": "originality", "creativity": "originality", "overall": "overall", "comprehensive": "overall",
-}
-
-
-class MalformedRow(ValueError):
-    """A source row that cannot become a candidate record (the message says why)."""
-
-
-@dataclass
-class ImportedRows:
-    rows: list[RawRow] = field(default_factory=list)
-    quarantined: list[QuarantineRecord] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------------ tables
-def load_table(path: Path) -> list[tuple[str, object]]:
-    """[(location, row)] from JSON, JSONL or CSV/TSV; an unparsable JSONL line comes back as a MalformedRow."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: training set file not found")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            return [(f"{path.name}:{i + 2}", row) for i, row in enumerate(reader)]  # line 1 is the header
-    if suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-            if line.strip():
-                try:
-                    rows.append((f"{path.name}:{i + 1}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    rows.append((f"{path.name}:{i + 1}", MalformedRow(f"not valid JSON: {exc.msg}")))
-        return rows
-    if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise ValueError(f"{path}: expected a JSON list of rows or an object holding exactly one list")
-            data = lists[0]
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of rows")
-        return [(f"{path.name}[{i}]", row) for i, row in enumerate(data)]
-    raise ValueError(f"{path}: unsupported format {suffix!r} (use .json, .jsonl, .csv or .tsv)")
-
-
-def _get(row: dict, keys: tuple[str, ...], what: str):
-    for key in keys:
-        if key in row and row[key] not in (None, ""):
-            return row[key]
-    raise MalformedRow(f"no {what} field (looked for {', '.join(map(repr, keys))})")
-
-
-# -------------------------------------------------------------------------------------- attributes
-def attribute_key(source_key: str) -> str | None:
-    """Map a source key such as "Composition & Design" or "visual_elements" to an ATTRIBUTES name."""
-    words = re.sub(r"[^a-z0-9]+", " ", source_key.lower()).split()
-    return _ATTRIBUTE_WORDS.get(words[0]) if words else None
-
-
-def _text(value) -> str | None:
-    if isinstance(value, dict):
-        value = next((value[k] for k in ATTRIBUTE_TEXT_KEYS if isinstance(value.get(k), str)), None)
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def parse_attributes(row: dict) -> dict[str, str]:
-    """All eight attribute texts of an ArtiMuse row, in ATTRIBUTES order; MalformedRow naming any missing."""
-    source = next((row[k] for k in ATTRIBUTE_CONTAINERS if isinstance(row.get(k), dict)), row)
-    found: dict[str, str] = {}
-    for key, value in source.items():
-        name, text = attribute_key(str(key)), _text(value)
-        if name and text and name not in found:
-            found[name] = text
-    missing = [a for a in ATTRIBUTES if a not in found]
-    if missing:
-        raise MalformedRow(f"missing attribute texts: {', '.join(missing)}")
-    return {a: found[a] for a in ATTRIBUTES}
-
-
-# ------------------------------------------------------------------------------------ training sets
-@dataclass(frozen=True)
-class _Layout:
-    """How one training-set format reads a row."""
-
-    task: str
-    image_keys: tuple[str, ...]
-    score_keys: tuple[str, ...]
-    scale: Scale | None  # None: per-row scale_columns
-    with_attributes: bool = False
-
-
-def _declared_scale(cfg: TrainSetConfig, default: Scale | None) -> Scale | None:
-    if cfg.scale is not None:
-        return Scale(cfg.scale[0], cfg.scale[1], cfg.lower_is_better)
-    return default
-
-
-def _layout(cfg: TrainSetConfig) -> _Layout:
-    """Resolve the format's defaults against what the user set explicitly (a scale is never guessed)."""
-    explicit = cfg.model_fields_set
-    where = f"data.train[{cfg.name}]"
-    if cfg.format == "koniq":
-        key = cfg.score_column if "score_column" in explicit else "gt_score_norm"
-        scale = _declared_scale(cfg, DEQA_NORM_SCALE if key == "gt_score_norm" else None)
-        if scale is None:
-            raise ValueError(f"{where}: score_column {key!r} needs a declared scale [lo, hi]")
-        return _Layout(cfg.task or "iqa", (cfg.image_column,), (key,), scale)
-    if cfg.format == "artimuse":
-        keys = (cfg.score_column,) if "score_column" in explicit else ARTIMUSE_SCORE_KEYS
-        images = (cfg.image_column,) if "image_column" in explicit else ARTIMUSE_IMAGE_KEYS
-        scale = _declared_scale(cfg, get_benchmark("ArtiMuse-10K").scale)
-        return _Layout(cfg.task or "iaa", images, keys, scale, with_attributes=True)
-    if cfg.task is None:
-        raise ValueError(f"{where}: the generic format needs task: iqa or iaa")
-    scale = _declared_scale(cfg, None)
-    if scale is None and cfg.scale_columns is None:
-        raise ValueError(f"{where}: declare the label scale with scale: [lo, hi] or scale_columns: [lo_col, hi_col]")
-    return _Layout(cfg.task, (cfg.image_column,), (cfg.score_column,), scale)
-
-
-def _row_scale(cfg: TrainSetConfig, layout: _Layout, row: dict) -> Scale:
-    if layout.scale is not None:
-        return layout.scale
-    lo_key, hi_key = cfg.scale_columns
-    try:
-        return Scale(float(row[lo_key]), float(row[hi_key]), cfg.lower_is_better)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedRow(f"scale columns {lo_key!r}/{hi_key!r} missing or invalid: {exc}") from None
-
-
-def import_train_set(cfg: TrainSetConfig) -> ImportedRows:
-    """Candidate rows of one ``params.data.train`` entry (split=train, root=its image folder)."""
-    layout = _layout(cfg)
-    out = ImportedRows()
-    for where, row in load_table(Path(cfg.path)):
-        try:
-            if isinstance(row, MalformedRow):
-                raise row
-            if not isinstance(row, dict):
-                raise MalformedRow(f"row is a {type(row).__name__}, not an object")
-            image = str(_get(row, layout.image_keys, "image"))
-            score_key = next((k for k in layout.score_keys if k in row), None)
-            if score_key is None:
-                raise MalformedRow(f"no label field (looked for {', '.join(map(repr, layout.score_keys))})")
-            score = row[score_key]
-            out.rows.append(RawRow(
-                dataset=cfg.name, task=layout.task, split="train", image=image, root=cfg.images,
-                score=score, scale=_row_scale(cfg, layout, row), where=where,
-                attributes=parse_attributes(row) if layout.with_attributes else None,
-            ))
-        except MalformedRow as exc:
-            image = next((row[k] for k in layout.image_keys if row.get(k)), "?") if isinstance(row, dict) else "?"
-            out.quarantined.append(QuarantineRecord(id=f"{cfg.name}/{image}", dataset=cfg.name, split="train",
-                                                    reason=MALFORMED_ROW, detail=f"{exc} ({where})"))
-    return out
+from tatar.data.checks import CheckResult, QuarantineRecord, RawRow, check_rows
+from tatar.data.formats import ImportedRows, import_train_set  # noqa: F401 - the training-set importer
+from tatar.data.formats.artimuse import attribute_key  # noqa: F401
+from tatar.data.registry import Benchmark, get_benchmark, reference_manifest
+from tatar.records import ManifestRecord, read_jsonl, write_jsonl
 
 
 # --------------------------------------------------------------------------------------- benchmarks

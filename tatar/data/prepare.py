@@ -10,7 +10,7 @@ Outputs (relative to the project root)::
     data/manifests/report.{md,json}                 counts per dataset/task/split, quarantine by reason
 
 The stage fails only by the policy in ``data.quarantine`` - more than ``max_fraction`` of the records
-quarantined, or (``fail_on_overlap``) any training image that is also a test image - and then names the
+quarantined, or (``overlap: fail``) any training image that is also a test image - and then names the
 records and reasons. Everything is written before it fails, so the report can be read.
 """
 
@@ -29,6 +29,7 @@ from tatar.data.checks import (
     RawRow,
     run_checks,
 )
+from tatar.data.hygiene import label_warnings, overlap_by_dataset
 from tatar.data.importers import import_train_set, imported_benchmark_rows
 from tatar.data.registry import get_benchmark
 from tatar.data.split import validation_split
@@ -62,8 +63,10 @@ def run(params: Params) -> None:
     prepare(params.data, Path("."))
 
 
-def collect_rows(cfg: DataConfig, project: Path) -> tuple[list[RawRow], list[QuarantineRecord]]:
-    """Candidate rows from every source in params, plus rows the importers could not even read."""
+def collect_rows(cfg: DataConfig, project: Path,
+                 notes: list[str] | None = None) -> tuple[list[RawRow], list[QuarantineRecord]]:
+    """Candidate rows from every source in params, plus rows the importers could not even read; ``notes`` gets a
+    line per source whose split selection left rows out."""
     # Cheap sources first, so a missing file or bad config fails before the synthetic build.
     rows: list[RawRow] = [row for name in cfg.benchmarks for row in imported_benchmark_rows(name, project)]
     malformed: list[QuarantineRecord] = []
@@ -71,15 +74,21 @@ def collect_rows(cfg: DataConfig, project: Path) -> tuple[list[RawRow], list[Qua
         imported = import_train_set(train_set)
         rows += imported.rows
         malformed += imported.quarantined
+        if imported.not_selected and notes is not None:
+            notes.append(f"{train_set.name}: rows of split(s) {dict(imported.not_selected)} left out by the split "
+                         f"selection (splits: {train_set.splits or 'format default'})")
     if cfg.synthetic.enabled:
         rows += build_synthetic(cfg.synthetic, cfg.seed, project / SYNTHETIC_DIR)
+    else:  # still a DVC output of prepare: present (empty) so the stage's outputs exist
+        (project / SYNTHETIC_DIR).mkdir(parents=True, exist_ok=True)
     return rows, malformed
 
 
 def prepare(cfg: DataConfig, project: Path) -> Manifests:
     started = time.perf_counter()
     benchmarks = [get_benchmark(name).name for name in cfg.benchmarks]  # fail early on an unknown name
-    rows, malformed = collect_rows(cfg, project)
+    notes: list[str] = []
+    rows, malformed = collect_rows(cfg, project, notes)
     result = run_checks(rows)
     result.quarantined = malformed + result.quarantined
 
@@ -95,6 +104,10 @@ def prepare(cfg: DataConfig, project: Path) -> Manifests:
         write_jsonl(path, [r for r in result.records if r.split == "test" and r.dataset == name])
     write_jsonl(manifests.quarantine, result.quarantined)
     report = build_report(result, len(rows) + len(malformed), time.perf_counter() - started)
+    report["overlap_excluded"] = overlap_by_dataset(result.quarantined) if cfg.quarantine.excludes_overlap else {}
+    report["notes"] = notes + label_warnings(cfg, result.records)
+    for note in report["notes"]:
+        print(f"prepare: warning: {note}")
     write_json(out / "report.json", report)
     manifests.report.write_text(render_report(report, result.quarantined), encoding="utf-8")
     print(summary_line(report, manifests))
@@ -140,6 +153,12 @@ def render_report(report: dict, quarantined: list[QuarantineRecord]) -> str:
         s = d["score_100"]
         lines.append(f"| {d['dataset']} | {d['task']} | {d['split']} | {d['records']} | "
                      f"{s['min']} / {s['mean']} / {s['max']} | {d['with_attributes']} |")
+    if report.get("overlap_excluded"):
+        lines += ["", "## Training images excluded as test images (data.quarantine.overlap: exclude)", "",
+                  "| dataset | excluded |", "|---|---|"]
+        lines += [f"| {d} | {n} |" for d, n in report["overlap_excluded"].items()]
+    if report.get("notes"):
+        lines += ["", "## Warnings", ""] + [f"- {note}" for note in report["notes"]]
     if quarantined:
         lines += ["", "## Quarantine by reason", "", "| reason | records |", "|---|---|"]
         lines += [f"| {reason} | {n} |" for reason, n in report["quarantine_by_reason"].items()]
@@ -173,9 +192,12 @@ def enforce_policy(cfg: DataConfig, quarantined: list[QuarantineRecord], candida
     policy = cfg.quarantine
     problems = []
     overlap = [q for q in quarantined if q.reason == TRAIN_TEST_OVERLAP]
-    if policy.fail_on_overlap and overlap:
+    if policy.excludes_overlap:  # excluded by choice: reported per dataset, not a data-quality failure
+        quarantined = [q for q in quarantined if q.reason != TRAIN_TEST_OVERLAP]
+        candidates -= len(overlap)
+    elif policy.fail_on_overlap and overlap:
         problems.append(f"{len(overlap)} training image(s) also in a test set "
-                        f"(data.quarantine.fail_on_overlap is true):\n{_listing(overlap)}")
+                        f"(data.quarantine.overlap is fail; set it to exclude to drop them):\n{_listing(overlap)}")
     fraction = len(quarantined) / max(candidates, 1)
     if fraction > policy.max_fraction:
         problems.append(f"{len(quarantined)} of {candidates} records quarantined ({100 * fraction:.2f}%), more than "
