@@ -58,6 +58,9 @@ def stage(
         raise typer.Exit(2)
     from tatar.errors import TatarError
 
+    from tatar.threads import configure_cpu_threads
+
+    configure_cpu_threads()
     try:
         _call(STAGES[name])(_params(params))
     except TatarError as exc:  # an expected failure: its message names what is wrong; no traceback
@@ -146,6 +149,28 @@ def bench_rewards(
     from tatar.rewards import run_bench
 
     run_bench(images=images, generations=generations, repeats=repeats)
+
+
+@app.command()
+def overfit(
+    params: ParamsOpt = Path("params.yaml"),
+    shuffle_labels: Annotated[bool, typer.Option(
+        help="Deliberately break the set-up (targets permuted across images): the check must then fail.")] = False,
+):
+    """Sanity check before a long job: memorise overfit.records corpus records per task, score the same images;
+    exit 1 when a task stays below overfit.min_srcc. Run it on a GPU with the real base model first."""
+    from tatar.errors import TatarError
+    from tatar.threads import configure_cpu_threads
+    from tatar.training.overfit import run as run_overfit
+
+    configure_cpu_threads()
+    cfg = _params(params)
+    try:
+        result = run_overfit(cfg, shuffle=shuffle_labels)
+    except TatarError as exc:
+        typer.secho(f"overfit failed: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(1 if result.failed(cfg.overfit.min_srcc) else 0)
 
 
 @app.command()

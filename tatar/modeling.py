@@ -25,10 +25,21 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 # Ordinary tokens on purpose: TRL decodes completions with special tokens skipped, and special tags would vanish
 # from every completion (every format reward 0). Single tokens still make the contract cheap to learn.
 CONTRACT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
-# A score "NN.NN" as two ordinary tokens, integer part ("10".."100") + fraction (".00"..".99"): Qwen2's
-# pre-tokenizer splits digits one by one, and the random-init tiny model then miscounts them ("<answer>5.5.5").
-# Added tokens match before pre-tokenization (longest first), so a score is always two tokens; digits stay.
-SCORE_TOKENS = [str(i) for i in range(10, 101)] + [f".{i:02d}" for i in range(100)]
+# How the tiny tokenizer spells a score "NN.NN" (model.tiny.score_tokens). Qwen2's pre-tokenizer splits digits
+# one by one; added tokens match before pre-tokenization (longest first).
+# - "digits": the integer part stays digits, the fraction is one added token (".00".."99"): "72.35" -> 7 2 .35.
+#   The first token after <answer> is then the tens digit, a 10-way ordinal choice that a few hundred images
+#   populate densely, so the answer's first token carries the ranking (measured: the random-init model ranks
+#   its training images, see NOTES.md).
+# - "integer": one token for the integer part ("10".."100") + the fraction token. A 91-way first choice with one
+#   or two training images per class: the tiny model learned the marginal and answered one number for every image.
+FRACTION_TOKENS = [f".{i:02d}" for i in range(100)]
+INTEGER_TOKENS = [str(i) for i in range(10, 101)]
+
+
+def score_tokens(spelling: str) -> list[str]:
+    return FRACTION_TOKENS if spelling == "digits" else INTEGER_TOKENS + FRACTION_TOKENS
+
 
 # Text the tokenizer learns its merges from, besides the prompts and the contract: the vocabulary of rationales.
 TOKENIZER_CORPUS = Path(__file__).with_name("tokenizer_corpus.txt")
@@ -49,7 +60,7 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
-def build_tokenizer(vocab_size: int):
+def build_tokenizer(vocab_size: int, score_spelling: str = "digits"):
     """A byte-level BPE tokenizer (Qwen2's pre-tokenizer) trained on ``tokenizer_corpus`` - deterministic."""
     from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, trainers
     from tokenizers.models import BPE
@@ -63,7 +74,7 @@ def build_tokenizer(vocab_size: int):
     ])
     scratch.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS) - len(CONTRACT_TOKENS)
-                                  - len(SCORE_TOKENS),
+                                  - len(score_tokens(score_spelling)),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     scratch.train_from_iterator(tokenizer_corpus(), trainer=trainer)
     model = json.loads(scratch.to_str())["model"]
@@ -71,7 +82,7 @@ def build_tokenizer(vocab_size: int):
     tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, eos_token="<|im_end|>",
                                pad_token="<|endoftext|>", unk_token=None)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in CONTRACT_TOKENS + SCORE_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in CONTRACT_TOKENS + score_tokens(score_spelling)])
     return tokenizer
 
 
@@ -86,7 +97,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(cfg.vocab_size)
+    tokenizer = build_tokenizer(cfg.vocab_size, cfg.score_tokens)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     if len(tokenizer) > cfg.vocab_size:
         raise ValueError(f"model.tiny.vocab_size={cfg.vocab_size} is smaller than the tokenizer ({len(tokenizer)})")

@@ -134,8 +134,10 @@ def run_key(params: Params, corpus: Path, base_dir: Path) -> dict:
             "corpus": sha256_file(corpus), "base": tree_hash(base_dir)}
 
 
-def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path) -> dict:
-    """Fine-tune the base model on ``examples``, save the checkpoint to ``out_dir``; returns training facts."""
+def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path, on_trainer=None) -> dict:
+    """Fine-tune the base model on ``examples``, save the checkpoint to ``out_dir``; returns training facts.
+
+    ``on_trainer(trainer, processor)``, when given, inspects the ready trainer before training (``tatar overfit``)."""
     from trl import SFTTrainer
 
     from tatar.training.common import fit, peft_lora_config, save_checkpoint
@@ -146,6 +148,8 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     model, processor = load_from_config(BASE_DIR, params.model)
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(examples), processing_class=processor,
                          peft_config=peft_lora_config(cfg.lora))
+    if on_trainer:
+        on_trainer(trainer, processor)
     result, resume, seconds = fit(trainer, work_dir, "sft")
     kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(BASE_DIR))
     return {"checkpoint": kind, "steps": result.global_step, "train_loss": round(result.training_loss, 4),
