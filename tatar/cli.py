@@ -139,6 +139,17 @@ def bench_teacher(
     run_bench(latency_ms=latency_ms, requests=requests, concurrency=concurrency)
 
 
+@bench_app.command("threads")
+def bench_threads(
+    settings: Annotated[list[int], typer.Option("--threads", help="TATAR_CPU_THREADS values (0 = torch default).")] = [0, 1, 2],  # noqa: B006
+    steps: int = 30,
+):
+    """SFT steps/s at torch's default threading against explicit thread counts, idle and with a competing process."""
+    from tatar.training.threads_bench import run_bench
+
+    run_bench(settings, steps=steps)
+
+
 @bench_app.command("rewards")
 def bench_rewards(
     images: int = 64,

@@ -111,7 +111,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
             bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=cfg.vision_depth, hidden_size=cfg.vision_hidden_size,
+            depth=cfg.vision_depth, hidden_size=cfg.vision_hidden_size, patch_size=cfg.vision_patch_size,
             intermediate_size=cfg.vision_intermediate_size, num_heads=cfg.vision_num_heads,
             out_hidden_size=cfg.hidden_size, fullatt_block_indexes=[cfg.vision_depth - 1],
         ),
@@ -124,7 +124,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
     model.generation_config = GenerationConfig(
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad_token_id=ids["<|endoftext|>"], do_sample=False,
     )
-    pixels = {"min_pixels": min_pixels, "max_pixels": max_pixels}
+    pixels = {"min_pixels": min_pixels, "max_pixels": max_pixels, "patch_size": cfg.vision_patch_size}
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels), tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(**pixels), chat_template=qwen2_5_vl_chat_template,

@@ -125,6 +125,22 @@ def test_experiment_sweep_and_the_lineage_of_its_checkpoint(project):
     assert report["disagreements"] == []
 
 
+def test_overfit_passes_on_the_embedded_default_and_fails_loudly_with_shuffled_labels(project):
+    """`tatar overfit` memorises its 32 IQA corpus images (exit 0); with the targets permuted across images the same
+    check must fail (exit 1) and print what it measured, so a broken set-up cannot pass for a working one."""
+    good = sh(*TATAR, "overfit", cwd=project, check=False)
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    last = good.stdout.strip().splitlines()[-1]
+    assert last.startswith("overfit: iqa SRCC ") and "on 32 images in" in last, last
+    assert float(last.split("SRCC ")[1].split()[0].rstrip(",")) >= 0.9
+
+    broken = sh(*TATAR, "overfit", "--shuffle-labels", cwd=project, check=False)
+    assert broken.returncode == 1, broken.stdout[-3000:] + broken.stderr[-3000:]
+    assert "labels SHUFFLED" in broken.stdout and "FAILED - iqa below SRCC 0.9" in broken.stdout
+    for cause in ("image tokens per image", "loss tokens", "labels aligned", "score format"):
+        assert cause in broken.stdout
+
+
 def test_data_change_reruns_exactly_the_affected_stages(project):
     """Runs last. Edits the embedded default's size; runs up to validate (the training stages' re-run is the same
     DVC decision, and costs minutes) and checks that DVC marks exactly the downstream stages stale."""
