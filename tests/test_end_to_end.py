@@ -146,7 +146,7 @@ def test_data_change_reruns_exactly_the_affected_stages(project):
     DVC decision, and costs minutes) and checks that DVC marks exactly the downstream stages stale."""
     params = (project / "params.yaml").read_text()
     before = (project / "data/manifests/train.jsonl").read_text().count("\n")
-    (project / "params.yaml").write_text(params.replace("iaa_variants_per_source: 14", "iaa_variants_per_source: 15"))
+    (project / "params.yaml").write_text(params.replace("iaa_variants_per_source: 7", "iaa_variants_per_source: 8"))
     sh(*TATAR, "run", "--until", "validate", cwd=project)
     after = (project / "data/manifests/train.jsonl").read_text().count("\n")
     assert after > before
