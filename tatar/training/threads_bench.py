@@ -71,9 +71,11 @@ def run_bench(settings: list[int], steps: int = 30) -> dict[int, tuple[float, fl
     for threads in settings:
         idle = _seconds(_spawn(threads, steps))
         competitor = _spawn(0, steps * 4)  # starts first and outlasts the measured run
-        busy = _seconds(_spawn(threads, steps))
-        competitor.kill()
-        competitor.wait()
+        try:
+            busy = _seconds(_spawn(threads, steps))
+        finally:  # never leave the competitor running, even when the measured worker fails or is interrupted
+            competitor.kill()
+            competitor.wait()
         results[threads] = (idle, busy)
     cores = os.cpu_count()
     print(f"SFT step of the tiny model (8 IQA examples), {cores} cores, load {os.getloadavg()[0]:.1f} at the end")
