@@ -26,19 +26,24 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 # from every completion (every format reward 0). Single tokens still make the contract cheap to learn.
 CONTRACT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 # How the tiny tokenizer spells a score "NN.NN" (model.tiny.score_tokens). Qwen2's pre-tokenizer splits digits
-# one by one; added tokens match before pre-tokenization (longest first).
-# - "digits": the integer part stays digits, the fraction is one added token (".00".."99"): "72.35" -> 7 2 .35.
-#   The first token after <answer> is then the tens digit, a 10-way ordinal choice that a few hundred images
-#   populate densely, so the answer's first token carries the ranking (measured: the random-init model ranks
-#   its training images, see NOTES.md).
-# - "integer": one token for the integer part ("10".."100") + the fraction token. A 91-way first choice with one
+# one by one; added tokens match before pre-tokenization (longest first), so the spelling below is exact.
+# - "tens": the tens digit alone, then one added token for units and fraction ("0.00".."9.99"): "72.35" -> 7 2.35,
+#   "8.74" -> 8.74. The first token after <answer> is a 10-way ordinal choice that a few hundred images populate
+#   densely (the ranking), and a bare digit never follows a bare digit, so greedy decoding cannot repeat digits.
+# - "digits": digits, then the fraction (".00"..".99"): 7 2 .35. The first token is the same tens digit, but the
+#   tiny model learned "a digit follows a digit" and greedy answers ran on ("<answer>443333333.52").
+# - "integer": one token for the integer part ("10".."100") + the fraction: 72 .35. A 91-way first choice with one
 #   or two training images per class: the tiny model learned the marginal and answered one number for every image.
 FRACTION_TOKENS = [f".{i:02d}" for i in range(100)]
-INTEGER_TOKENS = [str(i) for i in range(10, 101)]
+SPELLINGS = {
+    "tens": [f"{u}.{f:02d}" for u in range(10) for f in range(100)],
+    "digits": FRACTION_TOKENS,
+    "integer": [str(i) for i in range(10, 101)] + FRACTION_TOKENS,
+}
 
 
 def score_tokens(spelling: str) -> list[str]:
-    return FRACTION_TOKENS if spelling == "digits" else INTEGER_TOKENS + FRACTION_TOKENS
+    return SPELLINGS[spelling]
 
 
 # Text the tokenizer learns its merges from, besides the prompts and the contract: the vocabulary of rationales.
@@ -60,7 +65,7 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
-def build_tokenizer(vocab_size: int, score_spelling: str = "digits"):
+def build_tokenizer(vocab_size: int, score_spelling: str = "tens"):
     """A byte-level BPE tokenizer (Qwen2's pre-tokenizer) trained on ``tokenizer_corpus`` - deterministic."""
     from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, trainers
     from tokenizers.models import BPE
