@@ -1,8 +1,10 @@
 """CPU threads for torch: one intra-op thread per process by default on a CPU-only machine.
 
-Measured on the 2-core machines (``tatar bench threads``, figures in NOTES.md): the tiny model's matrices are too
-small to gain from a second thread, and whenever anything else shares the cores (a teacher, a second stage, CI)
-torch's default of one spinning thread per core made SFT steps several times slower. ``TATAR_CPU_THREADS``
+Measured on the 2-core machines (``tatar bench threads``, figures in NOTES.md): idle, torch's default (2 threads) ran
+an SFT step of the tiny model 1.7x faster than one thread; with one competing process on the cores (a teacher,
+another job, a shared CI runner) one thread was 5.9x faster, and under the load of this project's shared machines
+the default made whole stages several times slower. One thread is the robust choice; a dedicated idle machine
+gains with ``TATAR_CPU_THREADS=0``. ``TATAR_CPU_THREADS``
 overrides it (``0`` = torch's default); an environment variable rather than a param, because the thread count
 does not change what a stage computes and must not make DVC re-run it. GPUs are untouched.
 """
