@@ -5,7 +5,7 @@ The command itself runs in tests/test_end_to_end.py on the embedded default (pas
 import pytest
 from sft_fixtures import write_corpus
 
-from tatar.training.overfit import OverfitResult, TaskResult, pick_records, shuffle_labels
+from tatar.training.overfit import OverfitError, OverfitResult, TaskResult, pick_records, shuffle_labels
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def test_picks_n_per_task_spread_over_the_scores(corpus):
         scores = sorted(r.score_100 for r in picked if r.task == task)
         assert len(scores) == 4 and scores[-1] - scores[0] >= 50  # not four neighbours
     assert pick_records(corpus, ["iqa"], n=4, seed=0) == [r for r in picked if r.task == "iqa"]
-    with pytest.raises(ValueError, match="no iaa records"):
+    with pytest.raises(OverfitError, match="no iaa records"):
         pick_records([r for r in corpus if r.task == "iqa"], ["iqa", "iaa"], n=4, seed=0)
 
 

@@ -18,9 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tatar.config import Params
+from tatar.errors import TatarError
 from tatar.records import RationaleRecord, Task
 
 WORK_DIR = Path(".tatar/overfit")
+
+
+class OverfitError(TatarError):
+    """The overfit check cannot start (e.g. the corpus lacks a task it is asked to check)."""
 
 
 @dataclass
@@ -56,7 +61,7 @@ def pick_records(corpus: list[RationaleRecord], tasks: list[Task], n: int, seed:
     for task in tasks:
         pool = sorted((r for r in corpus if r.task == task), key=lambda r: (r.score_100, r.id))
         if not pool:
-            raise ValueError(f"overfit: the corpus holds no {task} records (overfit.tasks lists it)")
+            raise OverfitError(f"the corpus holds no {task} records (overfit.tasks lists it)")
         step = max(1, len(pool) // n)
         offset = random.Random(seed).randrange(step)
         picked += pool[offset::step][:n]
