@@ -57,7 +57,6 @@ def stage(
         typer.secho(f"unknown stage {name!r}; choose from {', '.join(STAGES)}", fg="red", err=True)
         raise typer.Exit(2)
     from tatar.errors import TatarError
-
     from tatar.threads import configure_cpu_threads
 
     configure_cpu_threads()
@@ -141,7 +140,8 @@ def bench_teacher(
 
 @bench_app.command("threads")
 def bench_threads(
-    settings: Annotated[list[int], typer.Option("--threads", help="TATAR_CPU_THREADS values (0 = torch default).")] = [0, 1, 2],  # noqa: B006
+    settings: Annotated[list[int], typer.Option(
+        "--threads", help="TATAR_CPU_THREADS values (0 = torch default).")] = [0, 1, 2],  # noqa: B006
     steps: int = 30,
 ):
     """SFT steps/s at torch's default threading against explicit thread counts, idle and with a competing process."""

@@ -87,7 +87,8 @@ def build_tokenizer(vocab_size: int, score_spelling: str = "tens"):
     tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, eos_token="<|im_end|>",
                                pad_token="<|endoftext|>", unk_token=None)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in CONTRACT_TOKENS + score_tokens(score_spelling)])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
+                          for t in CONTRACT_TOKENS + score_tokens(score_spelling)])
     return tokenizer
 
 

@@ -75,7 +75,8 @@ def shuffle_labels(records: list[RationaleRecord], seed: int) -> list[RationaleR
     for task in sorted({r.task for r in records}):
         group = [r for r in records if r.task == task]
         targets = rng.sample(group, len(group))
-        out += [r.model_copy(update={"think": t.think, "answer": t.answer}) for r, t in zip(group, targets, strict=True)]
+        out += [r.model_copy(update={"think": t.think, "answer": t.answer})
+                for r, t in zip(group, targets, strict=True)]
     return out
 
 
