@@ -57,7 +57,9 @@ def stage(
         typer.secho(f"unknown stage {name!r}; choose from {', '.join(STAGES)}", fg="red", err=True)
         raise typer.Exit(2)
     from tatar.errors import TatarError
+    from tatar.threads import configure_cpu_threads
 
+    configure_cpu_threads()
     try:
         _call(STAGES[name])(_params(params))
     except TatarError as exc:  # an expected failure: its message names what is wrong; no traceback
@@ -147,6 +149,18 @@ def bench_teacher(
     run_bench(latency_ms=latency_ms, requests=requests, concurrency=concurrency)
 
 
+@bench_app.command("threads")
+def bench_threads(
+    settings: Annotated[list[int], typer.Option(
+        "--threads", help="TATAR_CPU_THREADS values (0 = torch default).")] = [0, 1, 2],  # noqa: B006
+    steps: int = 30,
+):
+    """SFT steps/s at torch's default threading against explicit thread counts, idle and with a competing process."""
+    from tatar.training.threads_bench import run_bench
+
+    run_bench(settings, steps=steps)
+
+
 @bench_app.command("rewards")
 def bench_rewards(
     images: int = 64,
@@ -157,6 +171,28 @@ def bench_rewards(
     from tatar.rewards import run_bench
 
     run_bench(images=images, generations=generations, repeats=repeats)
+
+
+@app.command()
+def overfit(
+    params: ParamsOpt = Path("params.yaml"),
+    shuffle_labels: Annotated[bool, typer.Option(
+        help="Deliberately break the set-up (targets permuted across images): the check must then fail.")] = False,
+):
+    """Sanity check before a long job: memorise overfit.records corpus records per task, score the same images;
+    exit 1 when a task stays below overfit.min_srcc. Run it on a GPU with the real base model first."""
+    from tatar.errors import TatarError
+    from tatar.threads import configure_cpu_threads
+    from tatar.training.overfit import run as run_overfit
+
+    configure_cpu_threads()
+    cfg = _params(params)
+    try:
+        result = run_overfit(cfg, shuffle=shuffle_labels)
+    except TatarError as exc:
+        typer.secho(f"overfit failed: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(1 if result.failed(cfg.overfit.min_srcc) else 0)
 
 
 @app.command()

@@ -212,6 +212,12 @@ class TinyModelConfig(Section):
     vision_hidden_size: int = 64
     vision_intermediate_size: int = 128
     vision_num_heads: int = 2
+    # Pixels per patch side (Qwen2.5-VL: 14); 2x2 patches make one visual token, so a smaller patch gives an image
+    # of the same size 4x the visual tokens.
+    vision_patch_size: int = Field(14, ge=2)
+    # How a score "NN.NN" is tokenised: "tens" (tens digit, then units+fraction as one token), "digits" (digit by
+    # digit, the fraction one token) or "integer" (the integer part one token); see tatar.modeling.SPELLINGS.
+    score_tokens: Literal["tens", "digits", "integer"] = "tens"
 
 
 class ModelConfig(Section):
@@ -335,6 +341,18 @@ class GRPOConfig(Section):
     heldout: HeldOutConfig = HeldOutConfig()
 
 
+class OverfitConfig(Section):
+    """``tatar overfit``: memorise a few corpus records with the SFT code path, then score the same images."""
+
+    seed: int = 0
+    records: int = Field(32, ge=2)  # per task
+    tasks: list[Literal["iqa", "iaa"]] = Field(default_factory=lambda: ["iqa", "iaa"])
+    epochs: float = Field(30.0, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    min_srcc: float = 0.9  # a task below it on its own training images fails the check (exit 1)
+    max_new_tokens: int = Field(512, ge=1)
+
+
 # --------------------------------------------------------------------------------------------- eval
 class EvalConfig(Section):
     # Checkpoint to score (TATAR_EVAL_CHECKPOINT overrides it for a one-off run).
@@ -357,6 +375,7 @@ class Params(Section):
     sft: SFTConfig = SFTConfig()
     grpo: GRPOConfig = GRPOConfig()
     eval: EvalConfig = EvalConfig()
+    overfit: OverfitConfig = OverfitConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

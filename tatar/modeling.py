@@ -25,10 +25,26 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
 # Ordinary tokens on purpose: TRL decodes completions with special tokens skipped, and special tags would vanish
 # from every completion (every format reward 0). Single tokens still make the contract cheap to learn.
 CONTRACT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
-# A score "NN.NN" as two ordinary tokens, integer part ("10".."100") + fraction (".00"..".99"): Qwen2's
-# pre-tokenizer splits digits one by one, and the random-init tiny model then miscounts them ("<answer>5.5.5").
-# Added tokens match before pre-tokenization (longest first), so a score is always two tokens; digits stay.
-SCORE_TOKENS = [str(i) for i in range(10, 101)] + [f".{i:02d}" for i in range(100)]
+# How the tiny tokenizer spells a score "NN.NN" (model.tiny.score_tokens). Qwen2's pre-tokenizer splits digits
+# one by one; added tokens match before pre-tokenization (longest first), so the spelling below is exact.
+# - "tens": the tens digit alone, then one added token for units and fraction ("0.00".."9.99"): "72.35" -> 7 2.35,
+#   "8.74" -> 8.74. The first token after <answer> is a 10-way ordinal choice that a few hundred images populate
+#   densely (the ranking), and a bare digit never follows a bare digit, so greedy decoding cannot repeat digits.
+# - "digits": digits, then the fraction (".00"..".99"): 7 2 .35. The first token is the same tens digit, but the
+#   tiny model learned "a digit follows a digit" and greedy answers ran on ("<answer>443333333.52").
+# - "integer": one token for the integer part ("10".."100") + the fraction: 72 .35. A 91-way first choice with one
+#   or two training images per class: the tiny model learned the marginal and answered one number for every image.
+FRACTION_TOKENS = [f".{i:02d}" for i in range(100)]
+SPELLINGS = {
+    "tens": [f"{u}.{f:02d}" for u in range(10) for f in range(100)],
+    "digits": FRACTION_TOKENS,
+    "integer": [str(i) for i in range(10, 101)] + FRACTION_TOKENS,
+}
+
+
+def score_tokens(spelling: str) -> list[str]:
+    return SPELLINGS[spelling]
+
 
 # Text the tokenizer learns its merges from, besides the prompts and the contract: the vocabulary of rationales.
 TOKENIZER_CORPUS = Path(__file__).with_name("tokenizer_corpus.txt")
@@ -49,7 +65,7 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
-def build_tokenizer(vocab_size: int):
+def build_tokenizer(vocab_size: int, score_spelling: str = "tens"):
     """A byte-level BPE tokenizer (Qwen2's pre-tokenizer) trained on ``tokenizer_corpus`` - deterministic."""
     from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, trainers
     from tokenizers.models import BPE
@@ -63,7 +79,7 @@ def build_tokenizer(vocab_size: int):
     ])
     scratch.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS) - len(CONTRACT_TOKENS)
-                                  - len(SCORE_TOKENS),
+                                  - len(score_tokens(score_spelling)),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     scratch.train_from_iterator(tokenizer_corpus(), trainer=trainer)
     model = json.loads(scratch.to_str())["model"]
@@ -71,7 +87,8 @@ def build_tokenizer(vocab_size: int):
     tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, eos_token="<|im_end|>",
                                pad_token="<|endoftext|>", unk_token=None)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in CONTRACT_TOKENS + SCORE_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
+                          for t in CONTRACT_TOKENS + score_tokens(score_spelling)])
     return tokenizer
 
 
@@ -86,7 +103,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(cfg.vocab_size)
+    tokenizer = build_tokenizer(cfg.vocab_size, cfg.score_tokens)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     if len(tokenizer) > cfg.vocab_size:
         raise ValueError(f"model.tiny.vocab_size={cfg.vocab_size} is smaller than the tokenizer ({len(tokenizer)})")
@@ -100,7 +117,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
             bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=cfg.vision_depth, hidden_size=cfg.vision_hidden_size,
+            depth=cfg.vision_depth, hidden_size=cfg.vision_hidden_size, patch_size=cfg.vision_patch_size,
             intermediate_size=cfg.vision_intermediate_size, num_heads=cfg.vision_num_heads,
             out_hidden_size=cfg.hidden_size, fullatt_block_indexes=[cfg.vision_depth - 1],
         ),
@@ -113,7 +130,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
     model.generation_config = GenerationConfig(
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad_token_id=ids["<|endoftext|>"], do_sample=False,
     )
-    pixels = {"min_pixels": min_pixels, "max_pixels": max_pixels}
+    pixels = {"min_pixels": min_pixels, "max_pixels": max_pixels, "patch_size": cfg.vision_patch_size}
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels), tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(**pixels), chat_template=qwen2_5_vl_chat_template,

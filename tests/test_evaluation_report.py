@@ -51,6 +51,19 @@ def test_constant_predictions_give_undefined_correlations_in_metrics_and_report(
     assert metrics.benchmarks["const"].srcc is None and metrics.tasks["iaa"].srcc is None
     assert metrics.tasks["iaa"].mean_think_words == 3
     assert "n/a" in markdown_report(metrics)
+    assert metrics.benchmarks["const"].distinct_predictions == 1
+    assert "constant predictions: all 4 parsed answers are the same number" in markdown_report(metrics)
+
+
+def test_nearly_constant_predictions_are_named_and_varied_ones_are_not():
+    from tatar.evaluation.report import spread_notes
+
+    near = predictions("near", "iqa", [f"<answer>{50 + 0.1 * i:.2f}</answer>" for i in range(4)], [10, 20, 30, 40])
+    varied = predictions("varied", "iqa", [f"<answer>{10 * i:.2f}</answer>" for i in range(4)], [10, 20, 30, 40])
+    metrics = EvalMetrics.collect("ckpt", {"near": summarise(near, 1.0), "varied": summarise(varied, 1.0)}, {})
+    assert metrics.benchmarks["near"].srcc == pytest.approx(1.0)  # defined, but resting on 0.1-point differences
+    notes = spread_notes(metrics)
+    assert len(notes) == 1 and notes[0].startswith("near: nearly constant predictions: 4 distinct values, std 0.11")
 
 
 def test_task_rows_average_benchmarks_and_pool_counts():

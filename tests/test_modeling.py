@@ -58,6 +58,16 @@ def test_chat_template_gets_trl_training_template(tiny):
     assert get_training_chat_template(tiny[1]) == qwen2_5_vl_training_chat_template
 
 
+@pytest.mark.parametrize(("spelling", "expected"), [("tens", ["7", "2.35"]), ("digits", ["7", "2", ".35"]),
+                                                    ("integer", ["72", ".35"])])
+def test_score_spelling_puts_the_ranking_in_the_first_token(spelling, expected):
+    from tatar.modeling import build_tokenizer
+
+    tokenizer = build_tokenizer(3072, spelling)
+    assert tokenizer.tokenize("<answer>72.35</answer>") == ["<answer>", *expected, "</answer>"]
+    assert tokenizer.decode(tokenizer("<answer>5.07</answer>").input_ids) == "<answer>5.07</answer>"
+
+
 def test_pixel_budget_bounds_image_tokens(tiny, tiny_model_dir):
     big_image = _images(1)[0].resize((640, 480))
 

@@ -24,6 +24,7 @@ from scipy import optimize, stats
 from tatar.records import Task
 
 METRIC_KEYS = ("srcc", "plcc", "plcc_logistic", "krcc")
+NEAR_CONSTANT_STD = 1.0  # predictions spread less than 1 point on 0-100: "nearly constant" in the report
 TASKS: tuple[str, ...] = get_args(Task)  # ("iqa", "iaa"): the order of task rows
 
 
@@ -109,6 +110,23 @@ class Summary(BaseModel):
     mean_think_words: float
     images_per_s: float | None  # None when no time was measured
     seconds: float
+    # How much the parsed predictions vary: a model that ignores the image answers one number for every image.
+    distinct_predictions: int = 0
+    prediction_std: float | None = None  # on 0-100; None when nothing parsed
+
+    @property
+    def spread_note(self) -> str | None:
+        """In words, when predictions are constant or nearly so (the reason behind an n/a SRCC); else None."""
+        parsed = self.n - self.parse_failures
+        if parsed == 0:
+            return "no answer parsed: correlations are undefined"
+        if self.distinct_predictions == 1:
+            return (f"constant predictions: all {parsed} parsed answers are the same number, so SRCC/PLCC are "
+                    "undefined (the model ignores the image)")
+        if self.prediction_std is not None and self.prediction_std < NEAR_CONSTANT_STD:
+            return (f"nearly constant predictions: {self.distinct_predictions} distinct values, std "
+                    f"{self.prediction_std:.2f} on 0-100; the correlations rest on a few small differences")
+        return None
 
 
 def summarise(predictions: Sequence[Prediction], seconds: float) -> Summary:
@@ -126,6 +144,8 @@ def summarise(predictions: Sequence[Prediction], seconds: float) -> Summary:
         mean_think_words=float(np.mean([p.think_words for p in predictions])),
         images_per_s=n / seconds if seconds > 0 else None,
         seconds=seconds,
+        distinct_predictions=len({p.pred for p in parsed}),
+        prediction_std=float(np.std([p.pred for p in parsed])) if parsed else None,
     )
 
 
@@ -149,6 +169,9 @@ def summarise_task(summaries: Sequence[Summary]) -> Summary:
         mean_think_words=sum(s.mean_think_words * s.n for s in summaries) / n,
         images_per_s=n / seconds if seconds > 0 else None,
         seconds=seconds,
+        # The least varied benchmark speaks for the task: one constant benchmark is worth a note.
+        distinct_predictions=min(s.distinct_predictions for s in summaries),
+        prediction_std=min((s.prediction_std for s in summaries if s.prediction_std is not None), default=None),
     )
 
 

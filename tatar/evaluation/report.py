@@ -62,6 +62,11 @@ def metrics_table(metrics: EvalMetrics) -> str:
     return _table(header, rows)
 
 
+def spread_notes(metrics: EvalMetrics) -> list[str]:
+    """One line per benchmark whose predictions are constant or nearly so (printed by the stage, in the report)."""
+    return [f"{name}: {s.spread_note}" for name, s in metrics.benchmarks.items() if s.spread_note]
+
+
 def published_table(metrics: EvalMetrics) -> str:
     """SRCC / PLCC per published benchmark: this run's row first, then every published system."""
     published = published_results()
@@ -94,6 +99,9 @@ def markdown_report(metrics: EvalMetrics, previous: tuple[str, dict] | None = No
          "follows the 4-parameter logistic fit; n/a = undefined (constant predictions or fewer than two parsed)."),
         metrics_table(metrics),
     ]
+    notes = spread_notes(metrics)
+    if notes:
+        parts.append("**Predictions that do not vary**:\n\n" + "\n".join(f"- {n}" for n in notes))
     if metrics.skipped:
         parts.append("**Skipped** (`eval.skip_missing`):\n\n" + "\n".join(
             f"- `{name}`: {why}" for name, why in metrics.skipped.items()))

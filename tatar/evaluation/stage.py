@@ -19,7 +19,7 @@ from pathlib import Path
 from tatar.config import EvalConfig, Params
 from tatar.evaluation.compare import previous_metrics
 from tatar.evaluation.metrics import EvalMetrics, Prediction, summarise
-from tatar.evaluation.report import metrics_table, write_report
+from tatar.evaluation.report import metrics_table, spread_notes, write_report
 from tatar.records import ManifestRecord, read_records, write_json, write_jsonl
 
 TEST_DIR = Path("data/manifests/test")
@@ -128,6 +128,8 @@ def evaluate(cfg: EvalConfig, checkpoint: str, out_dir: Path = OUT_DIR, test_dir
     write_json(out_dir / "metrics.json", metrics.model_dump(mode="json"))
     write_report(predictions, metrics, out_dir, previous_metrics())
     print(metrics_table(metrics))
+    for note in spread_notes(metrics):
+        print(f"evaluate: WARNING {note}")
     print(f"evaluate: wrote {out_dir}/metrics.json, report.md, predictions/ and plots/")
     return metrics
 

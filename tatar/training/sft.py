@@ -142,8 +142,10 @@ def run_key(params: Params, corpus: Path, base_dir: Path) -> dict:
             "corpus": sha256_file(corpus), "base": tree_hash(base_dir)}
 
 
-def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path) -> dict:
-    """Fine-tune the base model on ``examples``, save the checkpoint to ``out_dir``; returns training facts."""
+def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path, on_trainer=None) -> dict:
+    """Fine-tune the base model on ``examples``, save the checkpoint to ``out_dir``; returns training facts.
+
+    ``on_trainer(trainer, processor)``, when given, inspects the ready trainer before training (``tatar overfit``)."""
     from trl import SFTTrainer
 
     from tatar.training.common import fit, peft_lora_config, save_checkpoint
@@ -156,6 +158,8 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(examples), processing_class=processor,
                          peft_config=peft_lora_config(cfg.lora))
     curves = attach(trainer, "sft", cfg.heldout, processor, work_dir)
+    if on_trainer:
+        on_trainer(trainer, processor)
     result, resume, seconds = fit(trainer, work_dir, "sft")
     curves.restore_best(trainer.model)
     kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(BASE_DIR))
