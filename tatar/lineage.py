@@ -13,6 +13,7 @@ import platform
 import subprocess
 from pathlib import Path
 
+from tatar.errors import MissingInputError
 from tatar.hashing import file_hashes, tree_hash
 from tatar.records import write_json
 
@@ -169,7 +170,7 @@ def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None
     root, checkpoint = Path(root), Path(checkpoint)
     lineage = _read_json(checkpoint / LINEAGE_FILE)
     if lineage is None:
-        raise FileNotFoundError(f"{checkpoint / LINEAGE_FILE}: not found; is {checkpoint} a tatar checkpoint?")
+        raise MissingInputError(f"{checkpoint / LINEAGE_FILE}: not found; is {checkpoint} a tatar checkpoint?")
     lock = read_lock(root, rev)
     rel = _rel(checkpoint, root)
     stage = producing_stage(lock, rel)

@@ -29,6 +29,7 @@ from pathlib import Path
 from tatar.config import TrainSetConfig
 from tatar.data.checks import MALFORMED_ROW, CheckResult, QuarantineRecord, RawRow, check_rows
 from tatar.data.registry import DEQA_NORM_SCALE, Benchmark, Scale, get_benchmark, reference_manifest
+from tatar.errors import ConfigValueError, InvalidDataError, MissingInputError
 from tatar.records import ATTRIBUTES, ManifestRecord, read_jsonl, write_jsonl
 
 ARTIMUSE_SCORE_KEYS = ("score", "gt_score", "overall_score", "total_score", "aesthetic_score")
@@ -57,7 +58,7 @@ class ImportedRows:
 def load_table(path: Path) -> list[tuple[str, object]]:
     """[(location, row)] from JSON, JSONL or CSV/TSV; an unparsable JSONL line comes back as a MalformedRow."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: training set file not found")
+        raise MissingInputError(f"{path}: training set file not found (check data.train[].path)")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8") as fh:
@@ -77,12 +78,12 @@ def load_table(path: Path) -> list[tuple[str, object]]:
         if isinstance(data, dict):
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) != 1:
-                raise ValueError(f"{path}: expected a JSON list of rows or an object holding exactly one list")
+                raise InvalidDataError(f"{path}: expected a JSON list of rows or an object holding exactly one list")
             data = lists[0]
         if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of rows")
+            raise InvalidDataError(f"{path}: expected a JSON list of rows")
         return [(f"{path.name}[{i}]", row) for i, row in enumerate(data)]
-    raise ValueError(f"{path}: unsupported format {suffix!r} (use .json, .jsonl, .csv or .tsv)")
+    raise ConfigValueError(f"{path}: unsupported format {suffix!r} (use .json, .jsonl, .csv or .tsv)")
 
 
 def _get(row: dict, keys: tuple[str, ...], what: str):
@@ -145,7 +146,7 @@ def _layout(cfg: TrainSetConfig) -> _Layout:
         key = cfg.score_column if "score_column" in explicit else "gt_score_norm"
         scale = _declared_scale(cfg, DEQA_NORM_SCALE if key == "gt_score_norm" else None)
         if scale is None:
-            raise ValueError(f"{where}: score_column {key!r} needs a declared scale [lo, hi]")
+            raise ConfigValueError(f"{where}: score_column {key!r} needs a declared scale [lo, hi]")
         return _Layout(cfg.task or "iqa", (cfg.image_column,), (key,), scale)
     if cfg.format == "artimuse":
         keys = (cfg.score_column,) if "score_column" in explicit else ARTIMUSE_SCORE_KEYS
@@ -153,10 +154,10 @@ def _layout(cfg: TrainSetConfig) -> _Layout:
         scale = _declared_scale(cfg, get_benchmark("ArtiMuse-10K").scale)
         return _Layout(cfg.task or "iaa", images, keys, scale, with_attributes=True)
     if cfg.task is None:
-        raise ValueError(f"{where}: the generic format needs task: iqa or iaa")
+        raise ConfigValueError(f"{where}: the generic format needs task: iqa or iaa")
     scale = _declared_scale(cfg, None)
     if scale is None and cfg.scale_columns is None:
-        raise ValueError(f"{where}: declare the label scale with scale: [lo, hi] or scale_columns: [lo_col, hi_col]")
+        raise ConfigValueError(f"{where}: declare the label scale with scale: [lo, hi] or scale_columns: [lo_col, hi_col]")
     return _Layout(cfg.task, (cfg.image_column,), (cfg.score_column,), scale)
 
 
@@ -219,7 +220,7 @@ def imported_benchmark_rows(name: str, project: Path = Path(".")) -> list[RawRow
     bench = get_benchmark(name)
     path = project / bench.imported_manifest
     if not path.exists():
-        raise FileNotFoundError(f"data.benchmarks lists {bench.name} but {path} does not exist: "
+        raise MissingInputError(f"data.benchmarks lists {bench.name} but {path} does not exist: "
                                 f"run `tatar data import {bench.name} --images DIR` first")
     rows = []
     for i, d in enumerate(read_jsonl(path)):

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from tatar.atomic_write import write_text
 from tatar.config import DataConfig, Params
 from tatar.data.checks import (
     TRAIN_TEST_OVERLAP,
@@ -90,7 +91,7 @@ def prepare(cfg: DataConfig, project: Path) -> Manifests:
     write_jsonl(manifests.quarantine, result.quarantined)
     report = build_report(result, len(rows) + len(malformed), time.perf_counter() - started)
     write_json(out / "report.json", report)
-    manifests.report.write_text(render_report(report, result.quarantined), encoding="utf-8")
+    write_text(manifests.report, render_report(report, result.quarantined))
     print(summary_line(report, manifests))
     if not any(r.split == "train" for r in result.records):
         raise DataPolicyError(f"prepare: no training records; enable data.synthetic or add data.train entries "

@@ -22,8 +22,10 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from tatar.atomic_write import write_text
 from tatar.config import Params, ValidateConfig
-from tatar.records import RationaleRecord, read_jsonl, write_json, write_jsonl
+from tatar.errors import MissingInputError
+from tatar.records import RationaleRecord, numbered_rows, write_json, write_jsonl
 from tatar.validation.report import Rejection, enforce_keep_rates, keep_metrics, summary_markdown
 from tatar.validation.rules import first_failure
 
@@ -51,7 +53,10 @@ def split_rationales(rows: list[dict], cfg: ValidateConfig, gx_dir: str | Path, 
     rejected: list[Rejection] = []
     with_id = []
     for line, row in enumerate(rows, start=1):
-        if isinstance(row.get("id"), str) and row["id"]:
+        if not isinstance(row, dict):  # valid JSON of the wrong type: a rejected record, never a crash
+            rejected.append(Rejection(id=f"<line {line}>", task=None, check="schema",
+                                      detail=f"record is a JSON {type(row).__name__}, not an object"))
+        elif isinstance(row.get("id"), str) and row["id"]:
             with_id.append(row)
         else:
             rejected.append(Rejection(id=f"<line {line}>", task=row.get("task"), check="schema",
@@ -104,16 +109,16 @@ def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progre
     """Write ``out_dir/{corpus,rejected}.jsonl``, ``metrics.json`` and ``gx/``; return the metrics.
     Raises KeepRateError (after writing everything but the corpus) when a task's keep rate is too low."""
     if not rationales.exists():
-        raise FileNotFoundError(f"{rationales} not found: run the rationales stage first (tatar stage rationales)")
+        raise MissingInputError(f"{rationales} not found: run the rationales stage first (tatar stage rationales)")
     corpus, gx_dir = out_dir / "corpus.jsonl", out_dir / "gx"
     corpus.unlink(missing_ok=True)  # never leave a stale corpus next to fresh rejections
     shutil.rmtree(gx_dir, ignore_errors=True)
 
-    split = split_rationales(list(read_jsonl(rationales)), cfg, gx_dir, progress=progress)
+    split = split_rationales([row for _, row in numbered_rows(rationales, objects_only=False)], cfg, gx_dir, progress=progress)
     metrics = keep_metrics(split.kept, split.rejected, split.judge)
     write_jsonl(out_dir / "rejected.jsonl", split.rejected)
     write_json(out_dir / "metrics.json", metrics)
-    (gx_dir / "summary.md").write_text(summary_markdown(metrics, split.rejected, cfg), encoding="utf-8")
+    write_text(gx_dir / "summary.md", summary_markdown(metrics, split.rejected, cfg))
     _print_summary(metrics)
     enforce_keep_rates(metrics, split.rejected, cfg)
     write_jsonl(corpus, split.kept)
