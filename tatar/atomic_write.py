@@ -51,6 +51,10 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # e.g. ENOSPC from write/fsync: name the file the user asked for
+            exc.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

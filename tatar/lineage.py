@@ -13,7 +13,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from tatar.errors import MissingInputError
+from tatar.errors import InvalidDataError, MissingInputError
 from tatar.hashing import file_hashes, tree_hash
 from tatar.records import write_json
 
@@ -161,7 +161,12 @@ def _rel(path: Path, root: Path) -> str:
 def _read_json(path: Path) -> dict | None:
     import json
 
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidDataError(f"{path}: not valid JSON ({exc}); re-run the stage that wrote it") from None
 
 
 def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None, check_disk: bool = True) -> dict:

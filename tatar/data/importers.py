@@ -21,6 +21,7 @@ Benchmarks: ``tatar data import NAME --images DIR`` checks DIR against the shipp
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from tatar.config import TrainSetConfig
 from tatar.data.checks import MALFORMED_ROW, CheckResult, QuarantineRecord, RawRow, check_rows
 from tatar.data.registry import DEQA_NORM_SCALE, Benchmark, Scale, get_benchmark, reference_manifest
 from tatar.errors import ConfigValueError, InvalidDataError, MissingInputError
-from tatar.records import ATTRIBUTES, ManifestRecord, read_jsonl, write_jsonl
+from tatar.records import ATTRIBUTES, ManifestRecord, read_records, write_jsonl
 
 ARTIMUSE_SCORE_KEYS = ("score", "gt_score", "overall_score", "total_score", "aesthetic_score")
 ARTIMUSE_IMAGE_KEYS = ("image", "image_path", "img", "file_name", "filename", "path")
@@ -57,16 +58,19 @@ class ImportedRows:
 # ------------------------------------------------------------------------------------------ tables
 def load_table(path: Path) -> list[tuple[str, object]]:
     """[(location, row)] from JSON, JSONL or CSV/TSV; an unparsable JSONL line comes back as a MalformedRow."""
+    if path.is_dir():
+        raise ConfigValueError(f"{path}: is a folder; data.train[].path names the metadata file (its images go "
+                               "in data.train[].images)")
     if not path.is_file():
         raise MissingInputError(f"{path}: training set file not found (check data.train[].path)")
+    text = _read_utf8(path)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            return [(f"{path.name}:{i + 2}", row) for i, row in enumerate(reader)]  # line 1 is the header
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        return [(f"{path.name}:{i + 2}", row) for i, row in enumerate(reader)]  # line 1 is the header
     if suffix == ".jsonl":
         rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        for i, line in enumerate(text.splitlines()):
             if line.strip():
                 try:
                     rows.append((f"{path.name}:{i + 1}", json.loads(line)))
@@ -74,7 +78,10 @@ def load_table(path: Path) -> list[tuple[str, object]]:
                     rows.append((f"{path.name}:{i + 1}", MalformedRow(f"not valid JSON: {exc.msg}")))
         return rows
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidDataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if isinstance(data, dict):
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) != 1:
@@ -84,6 +91,14 @@ def load_table(path: Path) -> list[tuple[str, object]]:
             raise InvalidDataError(f"{path}: expected a JSON list of rows")
         return [(f"{path.name}[{i}]", row) for i, row in enumerate(data)]
     raise ConfigValueError(f"{path}: unsupported format {suffix!r} (use .json, .jsonl, .csv or .tsv)")
+
+
+def _read_utf8(path: Path) -> str:
+    """The file's text; a UTF-8 BOM (spreadsheet exports) is dropped, other encodings are a clear error."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidDataError(f"{path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
 
 
 def _get(row: dict, keys: tuple[str, ...], what: str):
@@ -223,8 +238,7 @@ def imported_benchmark_rows(name: str, project: Path = Path(".")) -> list[RawRow
         raise MissingInputError(f"data.benchmarks lists {bench.name} but {path} does not exist: "
                                 f"run `tatar data import {bench.name} --images DIR` first")
     rows = []
-    for i, d in enumerate(read_jsonl(path)):
-        rec = ManifestRecord.model_validate(d)
+    for i, rec in enumerate(read_records(path, ManifestRecord)):  # a bad line names the file and line
         rows.append(RawRow(dataset=bench.name, task=bench.task, split="test", image=rec.image, root=rec.root,
                            score=rec.score, scale=bench.scale, where=f"{path}:{i + 1}", id=rec.id))
     return rows
