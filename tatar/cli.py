@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+
 class _App(typer.Typer):
     """The top-level handler: an expected failure (tatar.errors) is one red line and its exit status (2 usage or
     configuration, 1 data or policy, 75 transient); ``--debug`` or TATAR_DEBUG=1 keeps the traceback."""

@@ -246,8 +246,8 @@ FAULTS = [
           "data.train.0.scale: Value error, scale [lo, hi] needs hi > lo"),
     Fault("unknown benchmark", lambda p: ["stage", "prepare", *params(p, "data:\n  benchmarks: [KonIQ-20K]\n")], 2,
           "unknown benchmark 'KonIQ-20K'; known: KonIQ-10K"),
-    Fault("unknown photograph", lambda p: ["stage", "prepare", *params(p, "data:\n  synthetic:\n    sources: [astronaut, "
-                                                                       "chelsea, moon]\n")],
+    Fault("unknown photograph", lambda p: ["stage", "prepare", *params(
+        p, "data:\n  synthetic:\n    sources: [astronaut, chelsea, moon]\n")],
           2, "data.synthetic.sources: unknown photographs ['moon']; available: astronaut"),
     # training metadata files
     Fault("missing training file", lambda p: ["stage", "prepare", *train_set_params(p, str(p / "gone.json"))], 1,

@@ -172,7 +172,8 @@ def _layout(cfg: TrainSetConfig) -> _Layout:
         raise ConfigValueError(f"{where}: the generic format needs task: iqa or iaa")
     scale = _declared_scale(cfg, None)
     if scale is None and cfg.scale_columns is None:
-        raise ConfigValueError(f"{where}: declare the label scale with scale: [lo, hi] or scale_columns: [lo_col, hi_col]")
+        raise ConfigValueError(f"{where}: declare the label scale with scale: [lo, hi] or "
+                               "scale_columns: [lo_col, hi_col]")
     return _Layout(cfg.task, (cfg.image_column,), (cfg.score_column,), scale)
 
 

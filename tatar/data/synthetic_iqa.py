@@ -122,7 +122,8 @@ def chosen_grid(cfg: SyntheticConfig, seed: int, source: str, crop: int) -> list
 def build_iqa(cfg: SyntheticConfig, seed: int, sources: list[str], split: str, root: Path) -> list[RawRow]:
     unknown = sorted(set(cfg.iqa_distortions) - set(DISTORTIONS))
     if unknown:
-        raise ConfigValueError(f"data.synthetic.iqa_distortions: unknown {unknown}; available: {', '.join(DISTORTIONS)}")
+        raise ConfigValueError(f"data.synthetic.iqa_distortions: unknown {unknown}; "
+                               f"available: {', '.join(DISTORTIONS)}")
     rows = []
     for source in sources:
         for crop in range(cfg.crops_per_source):

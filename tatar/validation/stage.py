@@ -114,7 +114,8 @@ def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progre
     corpus.unlink(missing_ok=True)  # never leave a stale corpus next to fresh rejections
     shutil.rmtree(gx_dir, ignore_errors=True)
 
-    split = split_rationales([row for _, row in numbered_rows(rationales, objects_only=False)], cfg, gx_dir, progress=progress)
+    rows = [row for _, row in numbered_rows(rationales, objects_only=False)]  # a non-object line is rejected below
+    split = split_rationales(rows, cfg, gx_dir, progress=progress)
     metrics = keep_metrics(split.kept, split.rejected, split.judge)
     write_jsonl(out_dir / "rejected.jsonl", split.rejected)
     write_json(out_dir / "metrics.json", metrics)
