@@ -30,7 +30,7 @@ class _App(typer.Typer):
 
 
 app = _App(help="TATAR: task-aware IQA/IAA scorer - data, teacher, training, evaluation, lineage.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+           no_args_is_help=True, pretty_exceptions_show_locals=False)
 data_app = typer.Typer(help="Datasets: the benchmark registry and importers.", no_args_is_help=True)
 teacher_app = typer.Typer(help="The local OpenAI-compatible reference teacher.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
@@ -48,6 +48,7 @@ STAGES = {
     "grpo": "tatar.training.grpo:run",
     "evaluate": "tatar.evaluation:run",
 }
+
 
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of expected failures "

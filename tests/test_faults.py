@@ -300,7 +300,7 @@ FAULTS = [
     Fault("score: output on a full disk", _disk_full, 1, "out.json: No space left on device",
           check=_check_old_output_kept, fixtures=["model"]),
     Fault("score: read-only output folder", _read_only_output, 1, "Permission denied", fixtures=["model"]),
-    Fault("evaluate: checkpoint without weights", _eval_weightless, 1, "evaluate: ", fixtures=["model"]),
+    Fault("evaluate: checkpoint without weights", _eval_weightless, 1, "cannot load the model", fixtures=["model"]),
 ]
 
 
