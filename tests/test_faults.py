@@ -281,6 +281,12 @@ FAULTS = [
     Fault("torn imported benchmark manifest", _torn_benchmark_manifest, 1, "KonIQ-10K.jsonl:4: not valid JSON"),
     Fault("missing stage input", lambda p: ["stage", "validate", *params(p, "validate: {}\n")], 1,
           "data/rationales/rationales.jsonl not found: run the rationales stage first"),
+    Fault("empty rationales file", lambda p: write_lines(p / "data/rationales/rationales.jsonl", []) and [
+        "stage", "validate", *params(p, "validate: {}\n")], 1,
+        "no rationale records to validate (did the rationales stage produce any?)"),
+    Fault("training CSV with a header only", lambda p: (p / "m.csv").write_text("image,score\n") and [
+        "stage", "prepare", *train_set_params(p, str(p / "m.csv"))], 1,
+        "prepare: no training records; enable data.synthetic or add data.train entries"),
     Fault("rationale line of the wrong type is rejected", _rationales_with_a_list_line, 0, "validate",
           check=_check_list_line_rejected),
     Fault("missing corpus for sft", lambda p: ["stage", "sft", *params(p, "sft: {}\n")], 1,
