@@ -23,7 +23,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 # Stages that talk to remote endpoints may hit transient failures worth a retry; training stages resume from
-# their own checkpoints, so one retry there is also cheap. Everything else fails fast.
+# their own checkpoints, so one retry there is also cheap. Everything else fails fast, and so does any failure
+# a retry cannot fix (a usage, configuration, data or policy error: see tatar.errors.may_pass_on_retry).
 LAST_RUN = ".tatar/last_run.json"
 RETRIES = {"rationales": 2, "validate": 1, "sft": 1, "grpo": 1}
 
@@ -116,6 +117,24 @@ def publish_artifacts(results: list[StageResult], root: Path) -> None:
         create_markdown_artifact(key="tatar-lineage", markdown=lineage_markdown(ckpt, root=root, check_disk=False))
 
 
+def retry_only_transient(task, task_run, state) -> bool:
+    """Prefect's retry condition: retry a failed stage only when a retry can help."""
+    from tatar.errors import may_pass_on_retry
+
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - the failure being classified
+        return may_pass_on_retry(exc)
+    return False
+
+
+def check_until(until: str | None, stages: list[str]) -> None:
+    if until is not None and until not in stages:
+        from tatar.errors import UnknownNameError
+
+        raise UnknownNameError(f"--until {until!r}: no such stage; the stages are {', '.join(stages)}")
+
+
 @flow(name="tatar-pipeline", log_prints=True)
 def pipeline(force: bool = False, until: str | None = None, root: str = ".") -> list[StageResult]:
     from tatar.data.external import update_external
@@ -124,8 +143,11 @@ def pipeline(force: bool = False, until: str | None = None, root: str = ".") -> 
     if changed:
         print(f"external sources changed: {', '.join(changed)}")
     results = []
-    for stage in stage_order(root):
-        results.append(reproduce_stage.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=5)(
+    stages = stage_order(root)
+    check_until(until, stages)
+    for stage in stages:
+        results.append(reproduce_stage.with_options(retries=RETRIES.get(stage, 0), retry_delay_seconds=5,
+                                                    retry_condition_fn=retry_only_transient)(
             stage, force=force, root=root))
         if stage == until:
             break
@@ -197,6 +219,7 @@ def run_pipeline_cli(force: bool = False, until: str | None = None, root: str | 
         print(f"{root}: no dvc.yaml here; run `tatar run` from the project root")
         return 2
     prepare_environment(root)
+    check_until(until, stage_order(root))  # before a Prefect server is started for nothing
     with prefect_api() as url:
         print(f"Prefect API: {url}")
         state = pipeline(force=force, until=until, root=str(root), return_state=True)

@@ -4,13 +4,33 @@ so ``tatar --help`` stays instant)."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="TATAR: task-aware IQA/IAA scorer - data, teacher, training, evaluation, lineage.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+class _App(typer.Typer):
+    """The top-level handler: an expected failure (tatar.errors) is one red line and its exit status (2 usage or
+    configuration, 1 data or policy, 75 transient); ``--debug`` or TATAR_DEBUG=1 keeps the traceback."""
+
+    def __call__(self, *args, **kwargs):
+        from tatar.errors import debug_enabled, user_facing
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            found = None if debug_enabled() else user_facing(exc)
+            if found is None:
+                raise
+            typer.secho(f"error: {found[0]}", fg="red", err=True)
+            sys.exit(found[1])
+
+
+app = _App(help="TATAR: task-aware IQA/IAA scorer - data, teacher, training, evaluation, lineage.",
+           no_args_is_help=True, pretty_exceptions_show_locals=False)
 data_app = typer.Typer(help="Datasets: the benchmark registry and importers.", no_args_is_help=True)
 teacher_app = typer.Typer(help="The local OpenAI-compatible reference teacher.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
@@ -28,6 +48,16 @@ STAGES = {
     "grpo": "tatar.training.grpo:run",
     "evaluate": "tatar.evaluation:run",
 }
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of expected failures "
+                                                                 "(same as TATAR_DEBUG=1).")] = False):
+    if debug:  # in the environment, so the stage commands DVC starts inherit it
+        from tatar.errors import DEBUG_ENV
+
+        os.environ[DEBUG_ENV] = "1"
+
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to load.")]
 
@@ -56,15 +86,17 @@ def stage(
     if name not in STAGES:
         typer.secho(f"unknown stage {name!r}; choose from {', '.join(STAGES)}", fg="red", err=True)
         raise typer.Exit(2)
-    from tatar.errors import TatarError
+    from tatar.errors import TatarError, debug_enabled
     from tatar.threads import configure_cpu_threads
 
     configure_cpu_threads()
     try:
         _call(STAGES[name])(_params(params))
     except TatarError as exc:  # an expected failure: its message names what is wrong; no traceback
+        if debug_enabled():
+            raise
         typer.secho(f"stage {name} failed: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exc.exit_code) from None
 
 
 @app.command()

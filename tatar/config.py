@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tatar.errors import TatarError
+from tatar.errors import UsageError
 
 PARAMS_FILE = "params.yaml"
 
@@ -68,6 +67,13 @@ class TrainSetConfig(Section):
     allow_outside_root: bool = False
     # The benchmark whose test labels share this set's label transform (default: the format's own benchmark).
     benchmark: str | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_increases(cls, scale: tuple[float, float] | None) -> tuple[float, float] | None:
+        if scale is not None and not scale[1] > scale[0]:
+            raise ValueError("scale [lo, hi] needs hi > lo (use lower_is_better: true for DMOS-like labels)")
+        return scale
 
 
 class QuarantineConfig(Section):
@@ -399,7 +405,7 @@ def budget_problems(params: Params) -> list[str]:
             for wkey, (verb, n) in words.items() for bkey, budget in budgets.items() if n + 1 > budget]
 
 
-class ConfigError(TatarError, ValueError):
+class ConfigError(UsageError, ValueError):
     """params.yaml is malformed; the message names each offending key."""
 
 
@@ -407,8 +413,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: not found (run from the project root or pass --params)")
-    raw = yaml.safe_load(path.read_text()) or {}
-    return parse_params(raw, source=str(path))
+    from tatar.params_file import read_params_yaml
+
+    return parse_params(read_params_yaml(path, ConfigError), source=str(path))
 
 
 def parse_params(raw: dict, source: str = PARAMS_FILE) -> Params:

@@ -19,7 +19,7 @@ def load_image(image: ImageLike) -> Image.Image:
     try:
         with Image.open(image) as im:
             return im.convert("RGB")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # a bomb is not an OSError: catch it by name
         raise ValueError(f"{image}: cannot read image ({exc})") from None
 
 

@@ -13,6 +13,7 @@ import platform
 import subprocess
 from pathlib import Path
 
+from tatar.errors import InvalidDataError, MissingInputError
 from tatar.hashing import file_hashes, tree_hash
 from tatar.records import write_json
 
@@ -175,7 +176,12 @@ def _rel(path: Path, root: Path) -> str:
 def _read_json(path: Path) -> dict | None:
     import json
 
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidDataError(f"{path}: not valid JSON ({exc}); re-run the stage that wrote it") from None
 
 
 def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None, check_disk: bool = True) -> dict:
@@ -184,7 +190,7 @@ def audit(checkpoint: str | Path, root: str | Path = ".", rev: str | None = None
     root, checkpoint = Path(root), Path(checkpoint)
     lineage = _read_json(checkpoint / LINEAGE_FILE)
     if lineage is None:
-        raise FileNotFoundError(f"{checkpoint / LINEAGE_FILE}: not found; is {checkpoint} a tatar checkpoint?")
+        raise MissingInputError(f"{checkpoint / LINEAGE_FILE}: not found; is {checkpoint} a tatar checkpoint?")
     lock = read_lock(root, rev)
     rel = _rel(checkpoint, root)
     stage = producing_stage(lock, rel)

@@ -206,12 +206,16 @@ def load_model_and_processor(path_or_id: str | Path, dtype: str = "auto", min_pi
 
     location = resolve_model(path_or_id)
     _check_available(location)
-    processor = AutoProcessor.from_pretrained(location)
-    set_pixel_budget(processor, min_pixels, max_pixels)
     kwargs = {"dtype": torch_dtype(dtype)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForImageTextToText.from_pretrained(location, **kwargs)
+    try:
+        processor = AutoProcessor.from_pretrained(location)
+        model = AutoModelForImageTextToText.from_pretrained(location, **kwargs)
+    except (OSError, ValueError) as exc:  # e.g. a folder with config.json but no weights: a save that never finished
+        raise ModelLoadError(f"{location}: cannot load the model ({str(exc).splitlines()[0]}); is it a complete "
+                             "checkpoint? re-run the stage that writes it") from None
+    set_pixel_budget(processor, min_pixels, max_pixels)
     if device:
         model.to(device)
     return model.eval(), processor

@@ -7,12 +7,14 @@ Both are plain pydantic models serialised one per line, so every stage output is
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from tatar.atomic_write import atomic_open, write_text
+from tatar.errors import InvalidDataError
 
 Task = Literal["iqa", "iaa"]
 
@@ -111,26 +113,57 @@ def describe_teachers(teachers: dict[str, list[dict]]) -> str:
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Yield one dict per non-empty line; a torn last line (crash mid-write) is skipped, not fatal."""
+    """Yield one dict per non-empty line (a UTF-8 BOM and CRLF line ends are accepted).
+
+    A line that is not a JSON object - including a torn last line left by a killed writer - raises
+    ``InvalidDataError`` naming the file and line: a record is never dropped silently. A missing file yields
+    nothing (callers that need it check first and say which stage makes it)."""
+    for _, row in numbered_rows(path):
+        yield row
+
+
+def numbered_rows(path: str | Path, objects_only: bool = True) -> Iterator[tuple[int, object]]:
+    """(line number, row) pairs of ``read_jsonl``, for messages that point at a line. ``objects_only=False``
+    passes valid JSON that is not an object through, for a caller that rejects such rows as records."""
     path = Path(path)
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as fh:
-        lines = fh.readlines()
+    if path.is_dir():
+        raise InvalidDataError(f"{path}: is a folder, expected a JSONL file")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InvalidDataError(f"{path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
     for i, line in enumerate(lines):
         line = line.strip()
         if not line:
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # torn tail from a killed writer
-                return
-            raise ValueError(f"{path}:{i + 1}: not valid JSON") from None
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            torn = " (the last line is cut off: was its writer killed? re-run the stage that writes it)" \
+                if i == len(lines) - 1 else ""
+            raise InvalidDataError(f"{path}:{i + 1}: not valid JSON ({exc.msg}){torn}") from None
+        if objects_only and not isinstance(row, dict):
+            raise InvalidDataError(f"{path}:{i + 1}: expected a JSON object, got a {type(row).__name__}")
+        yield i + 1, row
 
 
 def read_records(path: str | Path, model: type[BaseModel]) -> list:
-    return [model.model_validate(d) for d in read_jsonl(path)]
+    """Every line of ``path`` as a ``model``; a line that does not fit names the file, line, record and field."""
+    from pydantic import ValidationError
+
+    records = []
+    for line, row in numbered_rows(path):
+        try:
+            records.append(model.model_validate(row))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "record"
+            more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise InvalidDataError(f"{path}:{line}: record {row.get('id', '?')!r}: {field}: {err['msg']}{more}; "
+                                   f"expected a {model.__name__}") from None
+    return records
 
 
 def _dump(obj) -> str:
@@ -141,24 +174,14 @@ def _dump(obj) -> str:
 
 def write_jsonl(path: str | Path, rows: Iterable) -> int:
     """Atomically (re)write a JSONL file: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_open(path) as fh:
         for row in rows:
             fh.write(_dump(row) + "\n")
             n += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return n
 
 
 def write_json(path: str | Path, obj, indent: int = 2) -> None:
     """Atomically write a JSON document."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")

@@ -21,6 +21,7 @@ from typing import get_args
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
+from tatar.atomic_write import atomic_open, write_text
 from tatar.inference import ImageLike, generate, load_image, prompt_text
 from tatar.parsing import parse_answer, think_text, word_count
 from tatar.records import Task
@@ -191,9 +192,9 @@ def write_results(results: Sequence[ScoreResult], output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     rows = [r.model_dump(include=set(FIELDS)) for r in results]
     if output.suffix.lower() == ".json":
-        output.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text(output, json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
     else:
-        with output.open("w", newline="", encoding="utf-8") as fh:
+        with atomic_open(output, newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=FIELDS)
             writer.writeheader()
             writer.writerows(rows)

@@ -24,9 +24,14 @@ def sh(*args, cwd, check=True):
     return proc
 
 
+# A fresh machine: no git identity beyond what a user of `dvc exp run` must set (README, Lineage audit), no global
+# or system git config; HOME is replaced by an empty folder in the fixture.
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
-       "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-ENV.pop("PREFECT_API_URL", None)
+       "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
+       "GIT_AUTHOR_NAME": "tatar-test", "GIT_AUTHOR_EMAIL": "test@tatar.local",
+       "GIT_COMMITTER_NAME": "tatar-test", "GIT_COMMITTER_EMAIL": "test@tatar.local", "GIT_CONFIG_NOSYSTEM": "1"}
+for _name in ("PREFECT_API_URL", "PREFECT_HOME", "TATAR_DEBUG", "TATAR_EVAL_CHECKPOINT"):
+    ENV.pop(_name, None)
 TATAR = [sys.executable, "-m", "tatar.cli"]
 DVC = [sys.executable, "-m", "dvc"]
 
@@ -35,20 +40,40 @@ def last_run(project) -> dict[str, str]:
     return {r["stage"]: r["status"] for r in json.loads((project / ".tatar/last_run.json").read_text())}
 
 
+# Outputs of a run: never copied, even where a user has committed them, so the first run always runs every stage.
+RUN_OUTPUTS = ("dvc.lock", "data/models/", "data/eval/", "data/corpus/", "data/rationales/", "data/manifests/",
+               "data/synthetic/", ".tatar/", ".prefect/", ".dvc/cache/", ".dvc/tmp/")
+
+
+def tracked_files(repo: Path) -> list[str]:
+    files = sh("git", "ls-files", "-z", cwd=repo).stdout.split("\0")
+    return [f for f in files if f and not (f in RUN_OUTPUTS or f.startswith(tuple(o for o in RUN_OUTPUTS
+                                                                                  if o.endswith("/"))))]
+
+
+def test_the_copy_leaves_out_a_users_run_outputs():
+    """The module's fixture copies the clone's files only: dvc.lock and data/ outputs stay behind."""
+    files = tracked_files(REPO)
+    assert "dvc.yaml" in files and "params.yaml" in files and "tatar/cli.py" in files
+    assert not any(f == "dvc.lock" or f.startswith(("data/models/", "data/corpus/", ".tatar/")) for f in files)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A fresh copy of the repository's files (as a new user's clone would have them), after one `tatar run`."""
+    """A fresh copy of the repository's tracked files (as a new user's clone would have them; nothing the user's
+    own runs left in the working tree, such as dvc.lock or data/), after one `tatar run`."""
+    home = tmp_path_factory.mktemp("home")  # empty: no ~/.gitconfig, caches or Prefect profile
+    (home / ".gitconfig").write_text("")
+    ENV.update(HOME=str(home), GIT_CONFIG_GLOBAL=str(home / ".gitconfig"))
     dest = tmp_path_factory.mktemp("tatar") / "project"
-    files = sh("git", "ls-files", "-co", "--exclude-standard", cwd=REPO).stdout.split("\n")
-    for rel in filter(None, files):
+    for rel in tracked_files(REPO):
         src = REPO / rel
-        if src.is_file() and not rel.startswith(("data/models", "data/eval", "data/corpus", "data/rationales",
-                                                 "data/manifests", "data/synthetic")):
+        if src.is_file():  # a tracked file deleted in the working tree is not copied
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     sh("git", "init", "-q", cwd=dest)
     sh("git", "add", "-A", cwd=dest)
-    sh("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init", cwd=dest)
+    sh("git", "commit", "-qm", "init", cwd=dest)
     run = sh(*TATAR, "run", cwd=dest)
     print(run.stdout[-3000:])
     return dest

@@ -133,3 +133,18 @@ async def _completed_run_state():
         runs = await client.read_flow_runs()
     finals = [r.state.type.value for r in runs if r.deployment_id and r.state and r.state.is_final()]
     return finals[0] if finals else None
+
+
+@pytest.mark.parametrize("status, retry", [(2, False), (1, False), (75, True)])
+def test_real_dvc_stage_failures_are_classified_for_retry(toy_project, status, retry):
+    """What Prefect's retry condition sees from DVC when a stage command exits with a usage (2), data/policy (1) or
+    transient (75) status: only the transient one is retried."""
+    from dvc.repo import Repo
+
+    from tatar.errors import may_pass_on_retry, stage_exit_status
+
+    (toy_project / "dvc.yaml").write_text(f'stages:\n  fails:\n    cmd: python -c "import sys; sys.exit({status})"\n')
+    with Repo(str(toy_project)) as repo, pytest.raises(Exception) as failure:
+        repo.reproduce(targets=["fails"], single_item=True)
+    assert stage_exit_status(failure.value) == status
+    assert may_pass_on_retry(failure.value) is retry

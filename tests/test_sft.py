@@ -8,7 +8,7 @@ import torch
 from tatar.config import SFTConfig, ThinkDropoutConfig
 from tatar.parsing import format_target, parse_answer, think_words
 from tatar.records import RationaleRecord, TeacherIdentity
-from tatar.training.common import last_checkpoint, run_dir
+from tatar.training.common import incomplete_checkpoints, last_checkpoint, run_dir
 from tatar.training.sft import build_examples, dropout_summary
 
 TEACHER = TeacherIdentity(model="t", prompt_version="v1", temperature=0.0, top_p=1.0, max_tokens=10)
@@ -75,11 +75,17 @@ def test_empty_corpus_is_an_error():
 
 def test_run_dir_key_and_last_complete_checkpoint(tmp_path):
     assert run_dir("sft", {"a": 1}) == run_dir("sft", {"a": 1}) != run_dir("sft", {"a": 2})
-    for step, complete in ((5, True), (10, True), (15, False)):
+    for step, state in ((5, '{"global_step": 5}'), (10, '{"global_step": 10}'), (15, None), (20, '{"global_st')):
         (tmp_path / f"checkpoint-{step}").mkdir()
-        if complete:
-            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # 15 was killed mid-save
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"w")
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    # 15 was killed before its state was written, 20 while writing it (torn)
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert [(p.name, why.split()[0]) for p, why in sorted(incomplete_checkpoints(tmp_path))] == [
+        ("checkpoint-15", "no"), ("checkpoint-20", "trainer_state.json")]
+    (tmp_path / "checkpoint-10" / "model.safetensors").unlink()  # a state without weights is not complete either
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-5")
     assert last_checkpoint(tmp_path / "missing") is None
 
 

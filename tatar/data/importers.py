@@ -15,7 +15,7 @@ from tatar.data.checks import CheckResult, QuarantineRecord, RawRow, check_rows
 from tatar.data.formats import ImportedRows, import_train_set  # noqa: F401 - the training-set importer
 from tatar.data.formats.artimuse import attribute_key  # noqa: F401
 from tatar.data.registry import Benchmark, get_benchmark, reference_manifest
-from tatar.records import ManifestRecord, read_jsonl, write_jsonl
+from tatar.records import ManifestRecord, read_records, write_jsonl
 
 
 # --------------------------------------------------------------------------------------- benchmarks
@@ -40,11 +40,10 @@ def imported_benchmark_rows(name: str, project: Path = Path(".")) -> list[RawRow
     bench = get_benchmark(name)
     path = project / bench.imported_manifest
     if not path.exists():
-        raise FileNotFoundError(f"data.benchmarks lists {bench.name} but {path} does not exist: "
+        raise MissingInputError(f"data.benchmarks lists {bench.name} but {path} does not exist: "
                                 f"run `tatar data import {bench.name} --images DIR` first")
     rows = []
-    for i, d in enumerate(read_jsonl(path)):
-        rec = ManifestRecord.model_validate(d)
+    for i, rec in enumerate(read_records(path, ManifestRecord)):  # a bad line names the file and line
         rows.append(RawRow(dataset=bench.name, task=bench.task, split="test", image=rec.image, root=rec.root,
                            score=rec.score, scale=bench.scale, where=f"{path}:{i + 1}", id=rec.id))
     return rows

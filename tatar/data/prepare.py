@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from tatar.atomic_write import write_text
 from tatar.config import DataConfig, Params
 from tatar.data.checks import (
     TRAIN_TEST_OVERLAP,
@@ -109,7 +110,7 @@ def prepare(cfg: DataConfig, project: Path) -> Manifests:
     for note in report["notes"]:
         print(f"prepare: warning: {note}")
     write_json(out / "report.json", report)
-    manifests.report.write_text(render_report(report, result.quarantined), encoding="utf-8")
+    write_text(manifests.report, render_report(report, result.quarantined))
     print(summary_line(report, manifests))
     print(f"prepare: {len(val)} of those train records held out for validation -> {out / VAL_MANIFEST}")
     if not any(r.split == "train" for r in result.records):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from tatar.errors import UnknownNameError
 from tatar.records import Task
 
 # Where `tatar data import NAME` writes a benchmark's test manifest (relative to the project root).
@@ -99,7 +100,7 @@ def get_benchmark(name: str) -> Benchmark:
     try:
         return _LOOKUP[_key(name)]
     except KeyError:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}") from None
+        raise UnknownNameError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}") from None
 
 
 def reference_manifest(name: str) -> list[dict]:

@@ -13,6 +13,9 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+from tatar.atomic_write import write_bytes
+from tatar.errors import ConfigValueError
+
 PHOTOS: dict[str, Callable[[], np.ndarray]] = {
     "astronaut": skdata.astronaut,
     "chelsea": skdata.chelsea,
@@ -44,18 +47,18 @@ def split_sources(sources: list[str], test_sources: list[str]) -> tuple[list[str
     """(train, test) photograph names; train and test never share a scene."""
     unknown = sorted(set(sources) - set(PHOTOS))
     if unknown:
-        raise ValueError(f"data.synthetic.sources: unknown photographs {unknown}; available: {', '.join(PHOTOS)}")
+        raise ConfigValueError(f"data.synthetic.sources: unknown photographs {unknown}; available: {', '.join(PHOTOS)}")
     outside = sorted(set(test_sources) - set(sources))
     if outside:
-        raise ValueError(f"data.synthetic.test_sources {outside} are not in data.synthetic.sources")
+        raise ConfigValueError(f"data.synthetic.test_sources {outside} are not in data.synthetic.sources")
     test = [s for s in sources if s in test_sources]
     train = [s for s in sources if s not in test_sources]
     shared = {SCENES.get(s, s) for s in train} & {SCENES.get(s, s) for s in test}
     if shared:
-        raise ValueError(f"data.synthetic: scene(s) {sorted(shared)} on both sides of the train/test split; "
+        raise ConfigValueError(f"data.synthetic: scene(s) {sorted(shared)} on both sides of the train/test split; "
                          f"put all of {[s for s in sources if SCENES.get(s, s) in shared]} in test_sources or none")
     if not train or not test:
-        raise ValueError("data.synthetic: need at least one training and one test photograph")
+        raise ConfigValueError("data.synthetic: need at least one training and one test photograph")
     return train, test
 
 
@@ -103,4 +106,4 @@ def save_png(image: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     Image.fromarray(image if image.dtype == np.uint8 else to_uint8(image)).save(buf, format="PNG")
-    path.write_bytes(buf.getvalue())
+    write_bytes(path, buf.getvalue())

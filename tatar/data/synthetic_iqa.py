@@ -26,6 +26,7 @@ from tatar.config import SyntheticConfig
 from tatar.data.checks import RawRow
 from tatar.data.registry import SYNTHETIC_SCALE
 from tatar.data.sources import crop_window, load_photo, resize, rng_for, save_png, to_uint8
+from tatar.errors import ConfigValueError
 
 DATASET = "synthetic_iqa"
 DELTA_E_SCALE = 40.0
@@ -121,7 +122,8 @@ def chosen_grid(cfg: SyntheticConfig, seed: int, source: str, crop: int) -> list
 def build_iqa(cfg: SyntheticConfig, seed: int, sources: list[str], split: str, root: Path) -> list[RawRow]:
     unknown = sorted(set(cfg.iqa_distortions) - set(DISTORTIONS))
     if unknown:
-        raise ValueError(f"data.synthetic.iqa_distortions: unknown {unknown}; available: {', '.join(DISTORTIONS)}")
+        raise ConfigValueError(f"data.synthetic.iqa_distortions: unknown {unknown}; "
+                               f"available: {', '.join(DISTORTIONS)}")
     rows = []
     for source in sources:
         for crop in range(cfg.crops_per_source):

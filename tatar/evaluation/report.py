@@ -15,6 +15,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from tatar.atomic_write import atomic_open, atomic_path, write_text
 from tatar.evaluation.metrics import TASKS, EvalMetrics, Prediction, Summary
 
 THINK_BIN_WORDS = 10  # width of a think-length histogram bin
@@ -135,12 +136,12 @@ def write_plot_data(predictions: Mapping[str, Sequence[Prediction]], out_dir: Pa
     (one row per histogram bin, labelled ``"<task> <lo>-<hi>"`` with zero-padded numbers, because DVC's
     horizontal bar template orders its bars alphabetically)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "scatter.csv").open("w", newline="") as fh:
+    with atomic_open(out_dir / "scatter.csv", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["benchmark", "task", "id", "score_100", "pred"])
         for name, preds in predictions.items():
             writer.writerows([name, p.task, p.id, p.score_100, p.pred] for p in preds if p.pred is not None)
-    with (out_dir / "think_words.csv").open("w", newline="") as fh:
+    with atomic_open(out_dir / "think_words.csv", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["bin", "task", "think_words", "count"])
         for task, preds in _by_task(predictions).items():
@@ -167,7 +168,8 @@ def write_plots(predictions: Mapping[str, Sequence[Prediction]], metrics: EvalMe
                title=f"{name}: SRCC {_num(s.srcc)}, PLCC {_num(s.plcc)}\n"
                      f"{s.n} images, {s.parse_failures} parse failures")
         written.append(plots_dir / f"scatter_{name}.png")
-        fig.savefig(written[-1], dpi=100, bbox_inches="tight")
+        with atomic_path(written[-1]) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
         plt.close(fig)
     for task, preds in _by_task(predictions).items():
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -176,7 +178,8 @@ def write_plots(predictions: Mapping[str, Sequence[Prediction]], metrics: EvalMe
         ax.set(xlabel="words inside <think>", ylabel="images",
                title=f"{task.upper()}: think length (mean {metrics.tasks[task].mean_think_words:.1f} words)")
         written.append(plots_dir / f"think_words_{task}.png")
-        fig.savefig(written[-1], dpi=100, bbox_inches="tight")
+        with atomic_path(written[-1]) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
         plt.close(fig)
     return written
 
@@ -185,6 +188,6 @@ def write_report(predictions: Mapping[str, Sequence[Prediction]], metrics: EvalM
                  previous: tuple[str, dict] | None = None) -> None:
     """Everything under ``out_dir`` except predictions and metrics.json: report.md, plots/, plot CSVs.
     ``previous``: (label, metrics) of the previous run (``tatar.evaluation.compare.previous_metrics``)."""
-    (out_dir / "report.md").write_text(markdown_report(metrics, previous), encoding="utf-8")
+    write_text(out_dir / "report.md", markdown_report(metrics, previous))
     write_plot_data(predictions, out_dir)
     write_plots(predictions, metrics, out_dir / "plots")

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from tatar.atomic_write import write_text
 from tatar.config import EvalConfig, Params
 from tatar.evaluation.compare import previous_metrics
 from tatar.evaluation.metrics import EvalMetrics, Prediction, summarise
@@ -77,7 +78,7 @@ def check_benchmarks(cfg: EvalConfig, test_dir: Path = TEST_DIR) -> tuple[dict[s
         skipped[name] = issues[0] if len(issues) == 1 else f"{len(issues)} of {len(records)} images not found"
     if problems:
         MISSING_FILE.parent.mkdir(parents=True, exist_ok=True)
-        MISSING_FILE.write_text("".join(f"{name}: {i}\n" for name, issues in problems.items() for i in issues))
+        write_text(MISSING_FILE, "".join(f"{name}: {i}\n" for name, issues in problems.items() for i in issues))
         listing = "\n".join(
             f"  {name}: {skipped[name]}" + "".join(f"\n    - {i}" for i in issues[:SHOW_MISSING] if len(issues) > 1)
             + (f"\n    ... ({len(issues) - SHOW_MISSING} more)" if len(issues) > SHOW_MISSING else "")

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tatar.config import Params, TeacherConfig
-from tatar.errors import TatarError
+from tatar.errors import InvalidDataError, MissingInputError, TatarError
 from tatar.reasoning import split_reasoning
 from tatar.records import ManifestRecord, RationaleRecord, TeacherIdentity, read_records, write_json, write_jsonl
 from tatar.redact import public_url
@@ -56,7 +56,7 @@ class Generated:
 
 def run(params: Params) -> None:
     if not TRAIN_MANIFEST.exists():
-        raise FileNotFoundError(f"{TRAIN_MANIFEST}: not found (run the prepare stage first)")
+        raise MissingInputError(f"{TRAIN_MANIFEST}: not found (run the prepare stage first)")
     records = read_records(TRAIN_MANIFEST, ManifestRecord)
     generated = generate(records, params.teacher)
     write_jsonl(OUT_DIR / "rationales.jsonl", generated.rationales)
@@ -72,7 +72,7 @@ def generate(records: list[ManifestRecord], cfg: TeacherConfig, progress: bool =
     """One outcome per record, in manifest order."""
     duplicates = [i for i, n in Counter(r.id for r in records).items() if n > 1]
     if duplicates:
-        raise ValueError(f"{TRAIN_MANIFEST}: duplicate record ids, e.g. {duplicates[:3]}")
+        raise InvalidDataError(f"{TRAIN_MANIFEST}: duplicate record ids, e.g. {duplicates[:3]}")
     prompts = load_prompts(cfg.prompt_version)
     by_id = {r.id: r for r in records}
     missing = {r.id for r in records if prompts.render(r).with_image and not r.path.is_file()}

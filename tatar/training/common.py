@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from tatar.atomic_write import write_text
 from tatar.config import LoraConfig
 
 RUNS_DIR = Path(".tatar/runs")
@@ -60,10 +61,20 @@ def shared_trainer_args(cfg, work_dir: Path) -> dict:
 
 
 def fit(trainer, work_dir: Path, stage: str):
-    """Train, resuming from the newest complete checkpoint in ``work_dir``; returns (result, resumed_from, seconds)."""
+    """Train, resuming from the newest complete checkpoint in ``work_dir``; returns (result, resumed_from, seconds).
+
+    Checkpoints a killed save left incomplete are removed first (saying why), so the run falls back to the
+    newest complete one, or starts fresh when there is none."""
+    if trainer.accelerator.is_main_process:
+        for path, problem in incomplete_checkpoints(work_dir):
+            print(f"{stage}: discarding {path}: {problem}")
+            shutil.rmtree(path, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     resume = last_checkpoint(work_dir)
     if resume:
         print(f"{stage}: resuming from {resume}")
+    elif work_dir.is_dir() and any(work_dir.iterdir()):
+        print(f"{stage}: no complete checkpoint in {work_dir}; starting fresh")
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     return result, resume, round(time.perf_counter() - start, 1)
@@ -90,13 +101,43 @@ def run_dir(stage: str, key: dict) -> Path:
 
 
 def last_checkpoint(folder: str | Path) -> str | None:
-    """The newest complete ``checkpoint-N`` (one with ``trainer_state.json``; a save killed midway is skipped)."""
+    """The newest complete ``checkpoint-N`` (see ``checkpoint_problem``); a save killed midway is skipped."""
+    done = [p for p in _checkpoints(folder) if checkpoint_problem(p) is None]
+    return str(max(done, key=_step)) if done else None
+
+
+def incomplete_checkpoints(folder: str | Path) -> list[tuple[Path, str]]:
+    return [(p, problem) for p in _checkpoints(folder) if (problem := checkpoint_problem(p)) is not None]
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a trainer checkpoint cannot be resumed from, or None when it is complete. The Trainer writes
+    ``trainer_state.json`` last, so a readable state naming this step means the weights and optimizer are whole."""
+    state_file = path / "trainer_state.json"
+    if not state_file.is_file():
+        return "no trainer_state.json (its save was interrupted)"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json is torn (the run was killed while writing it)"
+    if not isinstance(state, dict) or state.get("global_step") != _step(path):
+        return f"trainer_state.json does not record step {_step(path)}"
+    if not any(any(path.glob(pattern)) for pattern in _WEIGHTS):
+        return "no model weights"
+    return None
+
+
+# Weights of a full model, a LoRA adapter, or a DeepSpeed ZeRO checkpoint (global_stepN/ shards).
+_WEIGHTS = ("*.safetensors", "*.bin", "global_step*")
+
+
+def _checkpoints(folder: str | Path) -> list[Path]:
     folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    done = [p for p in folder.iterdir()
-            if _CHECKPOINT_RE.match(p.name) and (p / "trainer_state.json").is_file()]
-    return str(max(done, key=lambda p: int(_CHECKPOINT_RE.match(p.name).group(1)))) if done else None
+    return [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)] if folder.is_dir() else []
+
+
+def _step(path: Path) -> int:
+    return int(_CHECKPOINT_RE.match(path.name).group(1))
 
 
 # ------------------------------------------------------------------------------------------ saving
@@ -146,4 +187,4 @@ def write_model_card(out_dir: str | Path, title: str, facts: dict[str, object], 
     lines = [f"# {title}", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in facts.items()], ""]
     for heading, body in sections.items():
         lines += [f"## {heading}", "", body.strip(), ""]
-    (Path(out_dir) / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    write_text(Path(out_dir) / "README.md", "\n".join(lines))

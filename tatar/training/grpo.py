@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tatar.config import GRPOConfig, Params
+from tatar.errors import ConfigValueError, InvalidDataError, MissingInputError
 from tatar.prompts import prompt_messages
 from tatar.records import ManifestRecord, read_records, write_json
 
@@ -43,7 +44,7 @@ def mixed_order(tasks: Sequence[str], block: int, seed: int = 0, min_iaa: int = 
     by_task = {t: [i for i, x in enumerate(tasks) if x == t] for t in ("iqa", "iaa")}
     by_task = {t: ids for t, ids in by_task.items() if ids}
     if not by_task:
-        raise ValueError("grpo: no training records")
+        raise InvalidDataError("grpo: no training records")
     if len(by_task) == 1:
         quota = {t: block for t in by_task}
     else:
@@ -51,7 +52,7 @@ def mixed_order(tasks: Sequence[str], block: int, seed: int = 0, min_iaa: int = 
         quota = {"iaa": min(max(round(block * share), min_iaa), block - 1)}
         quota["iqa"] = block - quota["iaa"]
     if "iaa" in quota and quota["iaa"] < min_iaa or "iqa" in quota and quota["iqa"] < 1:
-        raise ValueError(f"grpo.prompts_per_generation={block}: a generation batch must hold >= {min_iaa} IAA "
+        raise ConfigValueError(f"grpo.prompts_per_generation={block}: a generation batch must hold >= {min_iaa} IAA "
                          f"image(s){' and >= 1 IQA image' if len(by_task) == 2 else ''} for the ranking; raise it")
     n_blocks = max(math.ceil(len(by_task[t]) / quota[t]) for t in quota)
     streams = {}
@@ -74,7 +75,7 @@ def build_dataset(records: Sequence[ManifestRecord], order: Sequence[int]):
 
     for r in records:
         if not r.path.is_file():
-            raise FileNotFoundError(f"{MANIFEST}: record {r.id}: image {r.path} not found (re-run stage prepare)")
+            raise MissingInputError(f"{MANIFEST}: record {r.id}: image {r.path} not found (re-run stage prepare)")
     rows = [records[i] for i in order]
     data = {
         "prompt": [prompt_messages(r.task) for r in rows],
@@ -89,11 +90,11 @@ def build_dataset(records: Sequence[ManifestRecord], order: Sequence[int]):
 def load_manifest(cfg: GRPOConfig, path: Path = MANIFEST) -> list[ManifestRecord]:
     """Train records of the tasks that have at least one reward (a task without rewards has no signal)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no train manifest (run stage prepare first)")
+        raise MissingInputError(f"{path}: no train manifest (run stage prepare first)")
     rewarded = {t for t, table in (("iqa", cfg.rewards_iqa), ("iaa", cfg.rewards_iaa)) if table}
     records = [r for r in read_records(path, ManifestRecord) if r.task in rewarded]
     if not records:
-        raise ValueError(f"{path}: no records of a rewarded task ({', '.join(sorted(rewarded)) or 'none'})")
+        raise InvalidDataError(f"{path}: no records of a rewarded task ({', '.join(sorted(rewarded)) or 'none'})")
     return records
 
 
@@ -213,7 +214,7 @@ def started_from(sft_dir: Path = SFT_DIR) -> dict:
 
     lineage = sft_dir / "lineage.json"
     if not lineage.is_file():
-        raise FileNotFoundError(f"{lineage}: the SFT checkpoint has no lineage (run stage sft first)")
+        raise MissingInputError(f"{lineage}: the SFT checkpoint has no lineage (run stage sft first)")
     return {"checkpoint": str(sft_dir), "lineage_sha256": sha256_file(lineage),
             "created_at": json.loads(lineage.read_text()).get("created_at")}
 

@@ -24,8 +24,10 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from tatar.atomic_write import write_text
 from tatar.config import Params, ValidateConfig
-from tatar.records import RationaleRecord, read_jsonl, write_json, write_jsonl
+from tatar.errors import MissingInputError
+from tatar.records import RationaleRecord, numbered_rows, read_jsonl, write_json, write_jsonl
 from tatar.validation.budget import TokenBudget, print_length_table, split_by_budget
 from tatar.validation.report import Rejection, enforce_keep_rates, keep_metrics, summary_markdown
 from tatar.validation.rules import first_failure
@@ -59,7 +61,10 @@ def split_rationales(rows: list[dict], cfg: ValidateConfig, gx_dir: str | Path, 
     rejected: list[Rejection] = []
     with_id = []
     for line, row in enumerate(rows, start=1):
-        if isinstance(row.get("id"), str) and row["id"]:
+        if not isinstance(row, dict):  # valid JSON of the wrong type: a rejected record, never a crash
+            rejected.append(Rejection(id=f"<line {line}>", task=None, check="schema",
+                                      detail=f"record is a JSON {type(row).__name__}, not an object"))
+        elif isinstance(row.get("id"), str) and row["id"]:
             with_id.append(row)
         else:
             rejected.append(Rejection(id=f"<line {line}>", task=row.get("task"), check="schema",
@@ -121,12 +126,12 @@ def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progre
     the corpus silently. Raises KeepRateError (after writing everything but the corpus) when a task's keep rate
     is too low."""
     if not rationales.exists():
-        raise FileNotFoundError(f"{rationales} not found: run the rationales stage first (tatar stage rationales)")
+        raise MissingInputError(f"{rationales} not found: run the rationales stage first (tatar stage rationales)")
     corpus, gx_dir = out_dir / "corpus.jsonl", out_dir / "gx"
     corpus.unlink(missing_ok=True)  # never leave a stale corpus next to fresh rejections
     shutil.rmtree(gx_dir, ignore_errors=True)
 
-    rows = list(read_jsonl(rationales))
+    rows = [row for _, row in numbered_rows(rationales, objects_only=False)]  # a non-object line is rejected below
     split = split_rationales(rows, cfg, gx_dir, progress=progress, budget=budget)
     if manifest is not None:
         split.rejected += unanswered(manifest, rows, teacher_failures)
@@ -136,7 +141,7 @@ def validate_corpus(rationales: Path, out_dir: Path, cfg: ValidateConfig, progre
         print_length_table(split.target_tokens)
     write_jsonl(out_dir / "rejected.jsonl", split.rejected)
     write_json(out_dir / "metrics.json", metrics)
-    (gx_dir / "summary.md").write_text(summary_markdown(metrics, split.rejected, cfg), encoding="utf-8")
+    write_text(gx_dir / "summary.md", summary_markdown(metrics, split.rejected, cfg))
     _print_summary(metrics)
     enforce_keep_rates(metrics, split.rejected, cfg)
     write_jsonl(corpus, split.kept)
@@ -147,7 +152,7 @@ def unanswered(manifest: Path, rows: list[dict], teacher_failures: Path | None) 
     """A ``teacher`` rejection for every manifest record without a rationale, with the teacher's failure reason."""
     if not manifest.exists():
         return []
-    answered = {row.get("id") for row in rows}
+    answered = {row.get("id") for row in rows if isinstance(row, dict)}
     reasons = {f.get("id"): f.get("reason", "") for f in read_jsonl(teacher_failures)} if teacher_failures else {}
     return [Rejection(id=r["id"], task=r.get("task"), check="teacher",
                       detail=reasons.get(r["id"]) or f"no rationale for this record in {RATIONALES}")

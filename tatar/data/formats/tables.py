@@ -8,6 +8,7 @@ naming the file, what was expected and what was found. A single row that cannot 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def require_file(path: Path, what: str = "training set file") -> Path:
     return path
 
 
+def read_text(path: Path) -> str:
+    """The file's text; a UTF-8 BOM (spreadsheet exports) is dropped, another encoding is a clear error."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+
+
 def _require_suffix(path: Path, allowed: tuple[str, ...]) -> str:
     suffix = path.suffix.lower()
     if suffix not in allowed:
@@ -46,11 +55,11 @@ def read_header_table(path: Path) -> Rows:
     suffix = _require_suffix(require_file(path), (".csv", ".tsv", ".xlsx"))
     if suffix == ".xlsx":
         return read_xlsx(path)
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",", skipinitialspace=True)
-        if reader.fieldnames:
-            reader.fieldnames = [name.strip() for name in reader.fieldnames]
-        return [(f"{path.name}:{i + 2}", row) for i, row in enumerate(reader)]  # line 1 is the header
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter="\t" if suffix == ".tsv" else ",",
+                            skipinitialspace=True)
+    if reader.fieldnames:
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    return [(f"{path.name}:{i + 2}", row) for i, row in enumerate(reader)]  # line 1 is the header
 
 
 def read_xlsx(path: Path) -> Rows:
@@ -80,7 +89,7 @@ def read_plain_table(path: Path, delimiter: str | None = None) -> Rows:
     list of fields; blank lines are skipped, leading whitespace is ignored."""
     require_file(path)
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines()):
+    for i, line in enumerate(read_text(path).splitlines()):
         if line.strip():
             fields = line.split(delimiter) if delimiter else line.split()
             rows.append((f"{path.name}:{i + 1}", [f.strip() for f in fields]))
@@ -92,7 +101,7 @@ def read_json_rows(path: Path) -> Rows:
     suffix = _require_suffix(require_file(path), (".json", ".jsonl"))
     if suffix == ".jsonl":
         rows: Rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        for i, line in enumerate(read_text(path).splitlines()):
             if line.strip():
                 try:
                     rows.append((f"{path.name}:{i + 1}", json.loads(line)))
@@ -100,7 +109,7 @@ def read_json_rows(path: Path) -> Rows:
                     rows.append((f"{path.name}:{i + 1}", MalformedRow(f"not valid JSON: {exc.msg}")))
         return rows
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise SourceError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if isinstance(data, dict):
