@@ -345,7 +345,7 @@ def test_same_bytes_under_two_ids_with_different_labels_are_quarantined(tmp_path
     ("generic", "labels.parquet", b"PAR1", r"labels.parquet: unsupported file type '.parquet'; expected"),
     ("kadid", "dmos.csv", b"image,mos\nx.png,3\n", r"dmos.csv: no column 'dist_img', 'dmos'; found columns 'image'"),
     ("spaq", "mos.xlsx", b"not a workbook", r"mos.xlsx: not a readable .xlsx workbook"),
-    ("koniq", "meta.json", b"[{", r"meta.json: not valid JSON \(line 1"),
+    ("koniq", "meta.json", b"[{", r"meta.json:1: not valid JSON \("),
     ("ava", "AVA.csv", b"1,2\n", r"AVA.csv: the ava format reads AVA.txt"),
 ])
 def test_unreadable_files_are_one_line_errors_naming_the_file(tmp_path, fmt, name, content, message):

@@ -251,12 +251,12 @@ FAULTS = [
           2, "data.synthetic.sources: unknown photographs ['moon']; available: astronaut"),
     # training metadata files
     Fault("missing training file", lambda p: ["stage", "prepare", *train_set_params(p, str(p / "gone.json"))], 1,
-          "gone.json: training set file not found (check data.train[].path)"),
+          "gone.json: training set file not found"),
     Fault("folder instead of training file", lambda p: (p / "meta").mkdir() or ["stage", "prepare",
                                                                                *train_set_params(p, str(p / "meta"))],
           2, "meta: is a folder; data.train[].path names the metadata file"),
     Fault("training file of unknown type", lambda p: (p / "m.txt").write_text("x") and [
-        "stage", "prepare", *train_set_params(p, str(p / "m.txt"))], 2, "unsupported format '.txt'"),
+        "stage", "prepare", *train_set_params(p, str(p / "m.txt"))], 2, "unsupported file type '.txt'"),
     Fault("training JSON not a list", lambda p: (p / "m.json").write_text("42") and [
         "stage", "prepare", *train_set_params(p, str(p / "m.json"))], 1, "m.json: expected a JSON list of rows"),
     Fault("training JSON broken", lambda p: (p / "m.json").write_text('[{"image": "a.png",\n "score": }]') and [
@@ -288,7 +288,7 @@ FAULTS = [
         "stage", "prepare", *train_set_params(p, str(p / "m.csv"))], 1,
         "prepare: no training records; enable data.synthetic or add data.train entries"),
     Fault("rationale line of the wrong type is rejected", _rationales_with_a_list_line, 0, "validate",
-          check=_check_list_line_rejected),
+          check=_check_list_line_rejected, fixtures=["base"]),
     Fault("missing corpus for sft", lambda p: ["stage", "sft", *params(p, "sft: {}\n")], 1,
           "corpus.jsonl: no corpus (run stages rationales and validate first)"),
     # the CLI
@@ -320,6 +320,9 @@ def project(tmp_path, monkeypatch):
 def test_fault(fault: Fault, project, capsys, request):
     if "model" in fault.fixtures:
         shutil.copytree(request.getfixturevalue("tiny_model_dir"), project / "model")
+    if "base" in fault.fixtures:  # validate counts target tokens with the base model's tokenizer
+        (project / "data/models").mkdir(parents=True)
+        (project / "data/models/base").symlink_to(request.getfixturevalue("tiny_model_dir"), target_is_directory=True)
     setup_args = fault.setup.__code__.co_varnames[:fault.setup.__code__.co_argcount]
     args = fault.setup(project, request) if "request" in setup_args else fault.setup(project)
     code, out = run_cli(args, capsys)
@@ -369,7 +372,7 @@ def test_until_with_an_unknown_stage_lists_the_stages():
                           capture_output=True, text=True, env=env, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "Traceback" not in out and "Prefect API" not in out  # no server was started
-    stages = "prepare, rationales, base_model, validate, sft, grpo, evaluate"
+    stages = "prepare, base_model, rationales, validate, sft, grpo, evaluate"
     assert f"--until 'valdate': no such stage; the stages are {stages}" in " ".join(out.split())
 
 

@@ -15,6 +15,7 @@ from tatar.data.checks import CheckResult, QuarantineRecord, RawRow, check_rows
 from tatar.data.formats import ImportedRows, import_train_set  # noqa: F401 - the training-set importer
 from tatar.data.formats.artimuse import attribute_key  # noqa: F401
 from tatar.data.registry import Benchmark, get_benchmark, reference_manifest
+from tatar.errors import MissingInputError
 from tatar.records import ManifestRecord, read_records, write_jsonl
 
 

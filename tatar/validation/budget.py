@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ class TokenBudget:
 
     tokens: int
     source: str  # the params it comes from, for messages
-    tokenizer: Any
+    base: str | Path  # the model folder whose tokenizer counts
 
     @classmethod
     def from_params(cls, params: Params, base: str | Path | None = None) -> TokenBudget:
@@ -46,7 +47,11 @@ class TokenBudget:
         budgets = {"grpo.max_completion_length": params.grpo.max_completion_length,
                    "eval.max_new_tokens": params.eval.max_new_tokens}
         source = ", ".join(f"{key} {n}" for key, n in budgets.items())
-        return cls(min(budgets.values()), source, load_tokenizer(base or BASE_DIR))
+        return cls(min(budgets.values()), source, base or BASE_DIR)
+
+    @cached_property
+    def tokenizer(self) -> Any:  # loaded on first count: a missing input upstream is reported before it
+        return load_tokenizer(self.base)
 
     def count(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text as the model generates it (no BOS/EOS added)."""

@@ -12,13 +12,17 @@ import io
 import json
 from pathlib import Path
 
-from tatar.errors import TatarError
+from tatar.errors import DataError, UsageError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".xlsx")
 
 
-class SourceError(TatarError, ValueError):
+class SourceError(DataError, ValueError):
     """A training-set file that cannot be read as declared (the message names the file)."""
+
+
+class SourceConfigError(UsageError, SourceError):
+    """``data.train[]`` points at something no format reads (a folder, an unsupported file type): fix params."""
 
 
 class MalformedRow(ValueError):
@@ -29,9 +33,11 @@ Rows = list[tuple[str, object]]  # (location such as "dmos.csv:12", a dict | lis
 
 
 def require_file(path: Path, what: str = "training set file") -> Path:
+    if path.is_dir():
+        raise SourceConfigError(f"{path}: is a folder; data.train[].path names the metadata file (its images go in "
+                                "data.train[].images)")
     if not path.is_file():
-        found = "a folder" if path.is_dir() else "nothing"
-        raise SourceError(f"{path}: {what} not found (found {found} there)")
+        raise SourceError(f"{path}: {what} not found")
     return path
 
 
@@ -46,7 +52,7 @@ def read_text(path: Path) -> str:
 def _require_suffix(path: Path, allowed: tuple[str, ...]) -> str:
     suffix = path.suffix.lower()
     if suffix not in allowed:
-        raise SourceError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected {', '.join(allowed)}")
+        raise SourceConfigError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected {', '.join(allowed)}")
     return suffix
 
 
@@ -111,7 +117,7 @@ def read_json_rows(path: Path) -> Rows:
     try:
         data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
-        raise SourceError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        raise SourceError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
