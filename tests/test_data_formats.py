@@ -195,7 +195,8 @@ def test_ava_txt_vote_counts_to_mean_on_1_to_10(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- TAD66K
-def test_tad66k_train_csv(tmp_path):
+@pytest.mark.parametrize("header", [["image", "score"], ["img_name", "mean_score"]])
+def test_tad66k_train_csv_read_by_position(tmp_path, header):
     images = tmp_path / "TAD66K/images"
     rows = []
     for i in range(N):
@@ -203,7 +204,7 @@ def test_tad66k_train_csv(tmp_path):
         rows.append([f"hs_{i}.jpg", round(1.39 + 7.89 * i / (N - 1), 2)])
     path = tmp_path / "TAD66K/labels/merge/train.csv"
     path.parent.mkdir(parents=True)
-    write_csv(path, ["image", "score"], rows)
+    write_csv(path, header, rows)
     records, bad, _ = checked(TrainSetConfig(name="tad66k", format="tad66k", path=str(path), images=str(images)))
     assert not bad and len(records) == N
     assert score_range(records) == approx(100 * 0.39 / 9, 100 * 8.28 / 9)

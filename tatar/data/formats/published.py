@@ -123,7 +123,10 @@ def read_kadid(cfg: TrainSetConfig, path: Path) -> Parsed:
 
 
 def read_tad66k(cfg: TrainSetConfig, path: Path) -> Parsed:
-    return _table_rows(cfg, path, _column(cfg, "image_column", "image"), _label(cfg, "score"))
+    # Peers read the release's csv by position (name, score), so its header names are not relied upon.
+    header = next((list(row) for _, row in load_table(path) if isinstance(row, dict)), [])
+    return _table_rows(cfg, path, _column(cfg, "image_column", header[0] if header else "image"),
+                       _label(cfg, header[1] if len(header) > 1 else "score"))
 
 
 def read_generic(cfg: TrainSetConfig, path: Path) -> Parsed:
