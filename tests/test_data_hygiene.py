@@ -10,7 +10,7 @@ from tatar.data.checks import TRAIN_TEST_OVERLAP
 from tatar.data.prepare import DataPolicyError, prepare
 from tatar.hashing import sha256_file
 from tatar.records import ManifestRecord, read_jsonl, read_records
-from tests.test_data_formats import write_csv, write_image
+from test_data_formats import write_csv, write_image
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import yaml
 
 from tatar.data.formats.artimuse import ASPECTS
 from tatar.data.registry import reference_manifest
-from tests.test_data_formats import aspect_prompt, write_image
-from tests.test_end_to_end import DVC, REPO, TATAR, last_run, sh
+from test_data_formats import aspect_prompt, write_image
+from test_end_to_end import DVC, REPO, TATAR, last_run, sh
 
 pytestmark = pytest.mark.slow
 STAGES = ["prepare", "rationales", "base_model", "validate", "sft", "grpo", "evaluate"]
