@@ -141,6 +141,24 @@ def test_a_teacher_that_always_fails_fails_the_stage_naming_reasons(records, tmp
     assert metrics["by_task"]["iaa"]["success_rate"] == 0.0
 
 
+@pytest.mark.parametrize("reasons, transient", [(["server_error: 503"] * 5 + ["malformed: no tags"] * 2, True),
+                                                  (["malformed: no tags"] * 5 + ["timeout: read"] * 2, False)])
+def test_a_gate_failed_by_the_transport_is_retried_one_failed_by_replies_is_not(records, reasons, transient):
+    """An endpoint that is down may be back on a retry (exit 75: Prefect retries the stage, the cache keeps what was
+    answered); a teacher that answers badly will answer badly again (exit 1: no retry)."""
+    from tatar.errors import is_transient
+    from tatar.teacher.client import Failure, RunStats
+    from tatar.teacher.stage import Generated, TeacherUnavailableError, enforce_success_rate, summarise
+
+    failed = [Failure(r.id, reason, 3) for r, reason in zip(records, reasons)]
+    cfg = config("http://127.0.0.1:9/v1", "c")
+    generated = Generated([], failed, RunStats())
+    with pytest.raises(TeacherGateError) as gate:
+        enforce_success_rate(summarise(records, generated, cfg), failed, records, cfg)
+    assert isinstance(gate.value, TeacherUnavailableError) is transient and is_transient(gate.value) is transient
+    assert gate.value.exit_code == (75 if transient else 1)
+
+
 def test_degenerate_replies_are_reasked_then_failed_as_degenerate(records, tmp_path):
     loop = "<think>The image is " + "very " * 60 + "blurry.</think>\n<answer>50.00</answer>"
     with serve_app(app := teacher_app(lambda body, req: (loop, {}))) as server:

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tatar.config import Params, TeacherConfig
-from tatar.errors import InvalidDataError, MissingInputError, TatarError
+from tatar.errors import InvalidDataError, MissingInputError, TatarError, TransientError
 from tatar.reasoning import split_reasoning
 from tatar.records import ManifestRecord, RationaleRecord, TeacherIdentity, read_records, write_json, write_jsonl
 from tatar.redact import public_url
@@ -45,6 +45,15 @@ EXAMPLES = 3  # example ids per failure reason in the gate's message
 
 class TeacherGateError(TatarError):
     """A task's teacher answered fewer records than ``teacher.min_success_rate``: it is broken or misconfigured."""
+
+
+class TeacherUnavailableError(TransientError, TeacherGateError):
+    """The gate failed mostly on transport errors (endpoint down, overloaded): a retry may pass, and the cache keeps
+    every answered record, so the orchestrator retries the stage and only the missing records are asked again."""
+
+
+# Failure kinds of the transport, not of the teacher's replies (tatar.teacher.client).
+TRANSPORT_KINDS = {"timeout", "rate_limited", "server_error", "connection"}
 
 
 @dataclass
@@ -271,7 +280,7 @@ def enforce_success_rate(metrics: dict, failures: list[Failure], records: list[M
                          cfg: TeacherConfig) -> None:
     """Fail (after the outputs are written) when a task's teacher answered too few of its records."""
     task_of = {r.id: r.task for r in records}
-    problems = []
+    problems, kinds = [], Counter()
     for task in TASKS:
         row = metrics["by_task"][task]
         if row["records"] == 0 or row["success_rate"] >= cfg.min_success_rate:
@@ -280,11 +289,14 @@ def enforce_success_rate(metrics: dict, failures: list[Failure], records: list[M
         for f in failures:
             if task_of[f.id] == task:
                 by_kind.setdefault(f.reason.split(":")[0], []).append(f.id)
+        kinds.update({kind: len(ids) for kind, ids in by_kind.items()})
         top = sorted(by_kind.items(), key=lambda kv: -len(kv[1]))[:3]
         reasons = "; ".join(f"{kind} x{len(ids)} (e.g. {', '.join(ids[:EXAMPLES])})" for kind, ids in top)
         problems.append(f"{task}: {row['rationales']}/{row['records']} = {row['success_rate']:.1%} < "
                         f"teacher.min_success_rate {cfg.min_success_rate:.0%} from {row['teacher']['model']} at "
                         f"{row['teacher']['base_url']}; top reasons: {reasons}")
     if problems:
-        raise TeacherGateError("rationales: the teacher answered too few records (outputs written).\n  "
-                               + "\n  ".join(problems) + f"\n  (details: {OUT_DIR / 'failures.jsonl'})")
+        transport = sum(n for kind, n in kinds.items() if kind in TRANSPORT_KINDS)
+        error = TeacherUnavailableError if transport * 2 > sum(kinds.values()) else TeacherGateError
+        raise error("rationales: the teacher answered too few records (outputs written).\n  "
+                    + "\n  ".join(problems) + f"\n  (details: {OUT_DIR / 'failures.jsonl'})")
