@@ -20,8 +20,8 @@ STAGES = ["prepare", "rationales", "base_model", "validate", "sft", "grpo", "eva
 GIT_ID = ["-c", "user.email=t@t", "-c", "user.name=t"]
 TINY = {  # a few steps of everything: the path is under test, not the model
     "sft": {"epochs": 1, "max_steps": 2, "check_samples": 2, "check_max_new_tokens": 16, "save_steps": 100},
-    "grpo": {"max_steps": 1, "num_generations": 2, "prompts_per_generation": 4, "per_device_batch_size": 8,
-             "max_completion_length": 24},
+    # Generation budgets stay at params.yaml's: validate rejects targets longer than them (over_budget).
+    "grpo": {"max_steps": 1, "num_generations": 2, "prompts_per_generation": 4, "per_device_batch_size": 8},
 }
 
 
@@ -82,6 +82,7 @@ def project(tmp_path_factory):
     params["data"]["synthetic"]["enabled"] = False
     params["data"]["benchmarks"] = ["KonIQ-10K", "ArtiMuse-10K"]
     params["data"]["quarantine"]["overlap"] = "exclude"
+    params["data"]["validation"]["fraction"] = 0.0  # every record trains, so the label edit below reaches the teacher
     params["data"]["train"] = [
         {"name": "koniq", "format": "koniq", "path": "data/raw/koniq/koniq10k_distributions_sets.csv",
          "images": str(koniq_images)},
@@ -90,7 +91,7 @@ def project(tmp_path_factory):
     ]
     for section, values in TINY.items():
         params[section].update(values)
-    params["eval"].update({"benchmarks": ["KonIQ-10K", "ArtiMuse-10K"], "max_new_tokens": 24})
+    params["eval"].update({"benchmarks": ["KonIQ-10K", "ArtiMuse-10K"]})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "add", "-A", cwd=dest)
     sh("git", *GIT_ID, "commit", "-qm", "real data", cwd=dest)
