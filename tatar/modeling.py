@@ -46,6 +46,14 @@ def score_tokens(spelling: str) -> list[str]:
     return SPELLINGS[spelling]
 
 
+def digit_pairs(tokenizer) -> list[list[int]]:
+    """Every bare digit followed by a bare digit: no "tens" target holds one, but a weak model's greedy answer still
+    ran on ("<answer>8888...82.52", a parse failure for every IAA image); banning the pairs in the tiny model's
+    generation config keeps its answers in the spelling it was taught (HF generate: evaluation, scorer, checks)."""
+    digits = tokenizer.convert_tokens_to_ids([str(d) for d in range(10)])
+    return [[a, b] for a in digits for b in digits]
+
+
 # Text the tokenizer learns its merges from, besides the prompts and the contract: the vocabulary of rationales.
 TOKENIZER_CORPUS = Path(__file__).with_name("tokenizer_corpus.txt")
 
@@ -129,6 +137,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
     model.generation_config = GenerationConfig(
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad_token_id=ids["<|endoftext|>"], do_sample=False,
+        bad_words_ids=digit_pairs(tokenizer) if cfg.score_tokens == "tens" else None,
     )
     pixels = {"min_pixels": min_pixels, "max_pixels": max_pixels, "patch_size": cfg.vision_patch_size}
     processor = Qwen2_5_VLProcessor(

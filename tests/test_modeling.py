@@ -128,3 +128,32 @@ def test_stage_base_model_builds_tiny_and_keeps_it_on_a_bad_reference(tmp_path, 
     with pytest.raises(ModelLoadError, match="no-such-model"):
         run(Params.model_validate({"model": {"base": "nobody-here/no-such-model"}}))
     assert file_hashes(BASE_DIR) == before
+
+
+def test_tens_spelling_never_generates_a_digit_after_a_digit(tiny):
+    """The tiny model's generation config bans bare digit pairs (no "tens" target holds one), so a greedy answer
+    cannot run on: a model biased towards the digit 8 still writes each digit once."""
+    model, processor = tiny
+    tok = processor.tokenizer
+    digits = tok.convert_tokens_to_ids([str(d) for d in range(10)])
+    assert [digits[8], digits[8]] in model.generation_config.bad_words_ids
+    bias = torch.zeros(model.lm_head.weight.shape[0])
+    bias[digits[8]] = 100.0  # every step prefers "8"
+    head = model.lm_head
+    model.lm_head = torch.nn.Sequential(head, _AddBias(bias))
+    try:
+        [text] = generate(model, processor, _images(1), "iqa", max_new_tokens=6)
+    finally:
+        model.lm_head = head
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert text.count("8") >= 3 and "88" not in text, text
+    assert not any(a in digits and b in digits for a, b in zip(ids, ids[1:]))
+
+
+class _AddBias(torch.nn.Module):
+    def __init__(self, bias):
+        super().__init__()
+        self.bias = bias
+
+    def forward(self, x):
+        return x + self.bias
