@@ -272,8 +272,10 @@ class SFTConfig(Section):
     per_device_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     warmup: float = 0.03
-    # Probability that the next training example is an IQA one (IQA and IAA are interleaved, not blocked).
+    # Probability that the next micro-batch (batch_by_task) or example is IQA: the tasks are interleaved, not blocked.
     p_iqa: float = Field(0.5, ge=0, le=1)
+    # One task per micro-batch: IQA answers are not padded to IAA narratives nor drowned by their tokens in the loss.
+    batch_by_task: bool = True
     think_dropout: ThinkDropoutConfig = ThinkDropoutConfig()
     max_length: int | None = 2048
     lora: LoraConfig = LoraConfig()

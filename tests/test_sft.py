@@ -49,13 +49,23 @@ def test_dropout_rates_follow_params():
     assert abs(summary["iaa"]["think_dropped"] - 0.5) < 0.04
 
 
-def test_tasks_interleave_with_mixing_probability():
-    examples = build_examples(corpus(300, 100), SFTConfig(epochs=3, p_iqa=0.7))
+def test_tasks_interleave_per_example_with_mixing_probability():
+    examples = build_examples(corpus(300, 100), SFTConfig(epochs=3, p_iqa=0.7, batch_by_task=False))
     tasks = [e.record.task for e in examples]
     assert len(tasks) == 1200
     assert abs(tasks.count("iqa") / len(tasks) - 0.7) < 0.04
     switches = sum(a != b for a, b in itertools.pairwise(tasks))
     assert switches > 300  # interleaved, not two blocks
+
+
+def test_each_micro_batch_holds_one_task_and_batches_interleave():
+    cfg = SFTConfig(epochs=6, p_iqa=0.7, per_device_batch_size=8)
+    tasks = [e.record.task for e in build_examples(corpus(300, 100), cfg)]
+    batches = [set(tasks[i:i + 8]) for i in range(0, len(tasks), 8)]
+    assert all(len(b) == 1 for b in batches)
+    batch_tasks = [b.pop() for b in batches]
+    assert abs(batch_tasks.count("iqa") / len(batch_tasks) - 0.7) < 0.08
+    assert sum(a != b for a, b in itertools.pairwise(batch_tasks)) > 60  # interleaved batches, not two blocks
 
 
 def test_stream_is_seeded_and_covers_each_pass():

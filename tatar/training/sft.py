@@ -4,7 +4,9 @@ What makes it TATAR's SFT:
 - asymmetric thought dropout: an IQA target loses its ``<think>`` (answer only) with probability
   ``sft.think_dropout.iqa`` (high), an IAA target with ``sft.think_dropout.iaa`` (0): IQA learns to answer fast,
   IAA keeps its deliberation. Drawn per example and per pass over the data, seeded.
-- IQA and IAA interleaved: every example is IQA with probability ``sft.p_iqa``, so batches mix the tasks.
+- IQA and IAA interleaved: every micro-batch is IQA with probability ``sft.p_iqa`` (``sft.batch_by_task``; else
+  every example), so a short IQA answer is neither padded to an IAA narrative's length nor outweighed by its
+  hundreds of tokens in the token-mean loss.
 - loss on the assistant turn only (TRL's assistant masks), so the prompt and the image tokens never count.
 
 Trainer checkpoints go to ``.tatar/runs/sft/<key>`` and an interrupted run resumes from the newest one.
@@ -56,9 +58,10 @@ def sft_target(record: RationaleRecord, drop_think: bool) -> str:
 
 
 def build_examples(records: list[RationaleRecord], cfg: SFTConfig) -> list[Example]:
-    """The training stream: ``epochs x len(records)`` examples, IQA drawn with probability ``p_iqa``, each task's
-    records reshuffled on every pass, thought dropout drawn per example. Same records + seed -> same stream, which
-    is what makes resuming from a checkpoint exact."""
+    """The training stream: ``epochs x len(records)`` examples, IQA drawn with probability ``p_iqa`` per micro-batch
+    of ``per_device_batch_size`` (per example without ``batch_by_task``), each task's records reshuffled on every
+    pass, thought dropout drawn per example. Same records + seed -> same stream, which is what makes resuming from
+    a checkpoint exact. Data-parallel processes take consecutive micro-batches, so each one stays one task."""
     rng = random.Random(cfg.seed)
     pools = {t: [r for r in records if r.task == t] for t in TASKS}
     present = [t for t in TASKS if pools[t]]
@@ -66,8 +69,10 @@ def build_examples(records: list[RationaleRecord], cfg: SFTConfig) -> list[Examp
         raise ValueError("sft: the corpus holds no records")
     queues: dict[str, list[RationaleRecord]] = {t: [] for t in present}
     examples = []
-    for _ in range(max(1, round(cfg.epochs * len(records)))):
-        task = present[0] if len(present) == 1 else ("iqa" if rng.random() < cfg.p_iqa else "iaa")
+    block = cfg.per_device_batch_size if cfg.batch_by_task else 1
+    for i in range(max(1, round(cfg.epochs * len(records)))):
+        if i % block == 0:
+            task = present[0] if len(present) == 1 else ("iqa" if rng.random() < cfg.p_iqa else "iaa")
         if not queues[task]:
             queues[task] = rng.sample(pools[task], len(pools[task]))
         record = queues[task].pop()
