@@ -193,6 +193,17 @@ def bench_threads(
     run_bench(settings, steps=steps)
 
 
+@bench_app.command("lm-head")
+def bench_lm_head(
+    steps: Annotated[int, typer.Option(help="Timed steps per loss path.")] = 20,
+    examples: Annotated[int, typer.Option(help="IQA examples per batch.")] = 8,
+) -> None:
+    """SFT step with TRL's tiled LM head vs the model's own loss, side by side (why sft.lm_head: auto)."""
+    from tatar.training.lm_head_bench import run_bench
+
+    run_bench(steps=steps, examples=examples)
+
+
 @bench_app.command("rewards")
 def bench_rewards(
     images: int = 64,

@@ -276,6 +276,8 @@ class SFTConfig(Section):
     p_iqa: float = Field(0.5, ge=0, le=1)
     # One task per micro-batch: IQA answers are not padded to IAA narratives nor drowned by their tokens in the loss.
     batch_by_task: bool = True
+    # Loss path: TRL's tiled LM head (flat GPU memory) or the model's own loss; auto = tiled on a GPU, plain on CPU.
+    lm_head: Literal["auto", "tiled", "plain"] = "auto"
     think_dropout: ThinkDropoutConfig = ThinkDropoutConfig()
     max_length: int | None = 2048
     lora: LoraConfig = LoraConfig()

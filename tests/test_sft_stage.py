@@ -107,3 +107,25 @@ def test_missing_corpus_and_base_are_clear_errors(project):
     shutil.rmtree("data/models/base")
     with pytest.raises(ModelLoadError, match="no base model"):
         sft.run(params())
+
+
+def test_plain_loss_on_cpu_equals_trls_tiled_loss(project):
+    """sft.lm_head auto takes the model's own loss on a CPU (faster: `tatar bench lm-head`); same value as TRL's."""
+    from trl import SFTTrainer
+
+    from tatar.modeling import BASE_DIR, load_from_config
+
+    p = params()
+    assert sft.trainer_class(p.sft) is not SFTTrainer  # auto on a CPU: plain
+    assert sft.trainer_class(p.sft.model_copy(update={"lm_head": "tiled"})) is SFTTrainer
+    examples = sft.build_examples(sft.load_corpus(), p.sft)[:8]
+    losses = {}
+    for kind in ("plain", "tiled"):
+        cfg = p.sft.model_copy(update={"lm_head": kind})
+        model, processor = load_from_config(BASE_DIR, p.model)
+        trainer = sft.trainer_class(cfg)(model=model, args=sft.trainer_args(cfg, project / kind),
+                                         train_dataset=sft.to_dataset(examples), processing_class=processor)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))])
+        assert (batch["labels"][:, :20] == -100).all()  # the prompt carries no loss
+        losses[kind] = trainer.compute_loss(trainer.model, trainer._prepare_inputs(batch)).item()
+    assert losses["plain"] == pytest.approx(losses["tiled"], rel=1e-4)

@@ -14,41 +14,55 @@ import tempfile
 import time
 
 
-def worker(steps: int) -> float:
-    """Seconds per SFT step (forward + backward + AdamW) on 8 IQA-sized examples of the tiny model."""
+def tiny_sft_batch(examples: int = 8):
+    """The tiny model in training mode and one batch of ``examples`` answer-only IQA SFT examples (random images)."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from tatar.config import ModelConfig
     from tatar.modeling import build_tiny_model, load_from_config
     from tatar.prompts import conversation
-    from tatar.threads import configure_cpu_threads
 
-    configure_cpu_threads()
     cfg = ModelConfig()
     with tempfile.TemporaryDirectory() as tmp:
         build_tiny_model(cfg.tiny, tmp, cfg.min_pixels, cfg.max_pixels)
         model, processor = load_from_config(tmp, cfg)
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)) for _ in range(8)]
-    texts = [processor.apply_chat_template(conversation("iqa", "<answer>55.26</answer>"), tokenize=False)] * 8
+    images = [Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)) for _ in range(examples)]
+    texts = [processor.apply_chat_template(conversation("iqa", "<answer>55.26</answer>"), tokenize=False)] * examples
     batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
-    batch["labels"] = batch["input_ids"].clone()
+    labels = batch["input_ids"].clone()
+    answer = len(processor.tokenizer("<answer>55.26</answer><|im_end|>\n")["input_ids"])
+    labels[:, :-answer] = -100  # loss on the answer only, as in SFT
+    batch["labels"] = labels
+    return model.train(), batch
+
+
+def seconds_per_step(model, loss_fn, steps: int) -> float:
+    """Seconds per optimiser step (``loss_fn()`` forward, backward, AdamW), after one warm-up step."""
+    import torch
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
 
     def step():
-        loss = model(**batch).loss
-        loss.backward()
+        loss_fn().backward()
         optimizer.step()
         optimizer.zero_grad()
 
-    step()  # warm-up
+    step()
     start = time.perf_counter()
     for _ in range(steps):
         step()
     return (time.perf_counter() - start) / steps
+
+
+def worker(steps: int) -> float:
+    """Seconds per SFT step (forward + backward + AdamW) on 8 IQA-sized examples of the tiny model."""
+    from tatar.threads import configure_cpu_threads
+
+    configure_cpu_threads()
+    model, batch = tiny_sft_batch()
+    return seconds_per_step(model, lambda: model(**batch).loss, steps)
 
 
 def _spawn(threads: int, steps: int) -> subprocess.Popen:
