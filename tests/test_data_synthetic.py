@@ -52,7 +52,8 @@ def test_split_sources_keeps_scenes_together():
 
 
 def test_iqa_grid_and_monotone_full_reference_mos(tmp_path):
-    cfg = SyntheticConfig(image_size=48, iqa_distortions=list(DISTORTIONS), iqa_levels=5, iqa_per_source=0)
+    cfg = SyntheticConfig(image_size=48, iqa_distortions=list(DISTORTIONS), iqa_levels=5, iqa_per_source=0,
+                          crops_per_source=1)
     rows = build_iqa(cfg, 0, ["coffee"], "train", tmp_path)
     assert len(rows) == len(DISTORTIONS) * 5  # the full KADID-style grid
     by_distortion: dict[str, list[float]] = {}

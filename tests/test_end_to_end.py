@@ -173,9 +173,8 @@ def test_experiment_sweep_and_the_lineage_of_its_checkpoint(project):
 
 
 def test_overfit_learns_on_the_embedded_default_and_fails_loudly_with_shuffled_labels(project):
-    """`tatar overfit` on the embedded default ranks its own 32 IQA images well above chance; with the targets permuted
-    across images the same check fails (exit 1) and prints what it measured. (The 0.9 memorisation target is not
-    met by the tiny model yet, see NOTES.md, so the good run is judged against the broken one.)"""
+    """`tatar overfit` on the embedded default memorises its own 32 IQA images (SRCC >= overfit.min_srcc, 0.9, exit 0);
+    with the targets permuted across images the same check fails (exit 1) and prints what it measured."""
     def srcc(proc):
         last = proc.stdout.strip().splitlines()[-1]
         assert last.startswith("overfit: iqa SRCC ") and "on 32 images in" in last, proc.stdout[-3000:] + proc.stderr
@@ -186,9 +185,10 @@ def test_overfit_learns_on_the_embedded_default_and_fails_loudly_with_shuffled_l
     assert "labels SHUFFLED" in broken.stdout and "FAILED - iqa below SRCC" in broken.stdout
     for cause in ("image tokens per image", "loss tokens", "labels aligned", "score format"):
         assert cause in broken.stdout
+    assert srcc(broken) < 0.5
     good = sh(*TATAR, "overfit", cwd=project, check=False)
-    assert good.returncode in (0, 1), good.stderr[-3000:]
-    assert srcc(good) >= srcc(broken) + 0.3, (good.stdout[-1500:], broken.stdout[-1500:])
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    assert srcc(good) >= 0.9
 
 
 def test_data_change_reruns_exactly_the_affected_stages(project):
@@ -196,7 +196,7 @@ def test_data_change_reruns_exactly_the_affected_stages(project):
     DVC decision, and costs minutes) and checks that DVC marks exactly the downstream stages stale."""
     params = (project / "params.yaml").read_text()
     before = (project / "data/manifests/train.jsonl").read_text().count("\n")
-    (project / "params.yaml").write_text(params.replace("iaa_variants_per_source: 7", "iaa_variants_per_source: 8"))
+    (project / "params.yaml").write_text(params.replace("iaa_variants_per_source: 4", "iaa_variants_per_source: 5"))
     sh(*TATAR, "run", "--until", "validate", cwd=project)
     after = (project / "data/manifests/train.jsonl").read_text().count("\n")
     assert after > before

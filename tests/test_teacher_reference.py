@@ -25,7 +25,7 @@ MAX_DUPLICATES = 0.03  # the target on the embedded default: under 3% repeated r
 def rows(tmp_path_factory):
     """Three photographs' worth of the embedded default at 64 px: 48 IQA and 42 IAA images (about a second)."""
     cfg = SyntheticConfig(image_size=64, sources=["astronaut", "retina", "motorcycle_left", "coffee"],
-                          test_sources=["coffee"], iqa_per_source=16, iaa_variants_per_source=14)
+                          test_sources=["coffee"], iqa_per_source=16, iaa_variants_per_source=14, crops_per_source=1)
     built = build_synthetic(cfg, 0, tmp_path_factory.mktemp("reference_synthetic"))
     return [r for r in built if r.split == "train"]
 
