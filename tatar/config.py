@@ -273,10 +273,11 @@ class SFTConfig(Section):
     per_device_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     warmup: float = 0.03
-    # Probability that the next micro-batch (batch_by_task) or example is IQA: the tasks are interleaved, not blocked.
+    # Probability that the next example (micro-batch with batch_by_task) is IQA: the tasks are interleaved, not blocked.
     p_iqa: float = Field(0.5, ge=0, le=1)
-    # One task per micro-batch: IQA answers are not padded to IAA narratives nor drowned by their tokens in the loss.
-    batch_by_task: bool = True
+    # One task per micro-batch: no IQA answer padded to an IAA narrative, but the token-mean loss then weighs each
+    # task per batch rather than per token (IQA's few tokens count far more; see params.yaml and NOTES.md).
+    batch_by_task: bool = False
     # Loss path: TRL's tiled LM head (flat GPU memory) or the model's own loss; auto = tiled on a GPU, plain on CPU.
     lm_head: Literal["auto", "tiled", "plain"] = "auto"
     think_dropout: ThinkDropoutConfig = ThinkDropoutConfig()

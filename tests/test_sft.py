@@ -59,7 +59,7 @@ def test_tasks_interleave_per_example_with_mixing_probability():
 
 
 def test_each_micro_batch_holds_one_task_and_batches_interleave():
-    cfg = SFTConfig(epochs=6, p_iqa=0.7, per_device_batch_size=8)
+    cfg = SFTConfig(epochs=6, p_iqa=0.7, per_device_batch_size=8, batch_by_task=True)
     tasks = [e.record.task for e in build_examples(corpus(300, 100), cfg)]
     batches = [set(tasks[i:i + 8]) for i in range(0, len(tasks), 8)]
     assert all(len(b) == 1 for b in batches)

@@ -4,9 +4,9 @@ What makes it TATAR's SFT:
 - asymmetric thought dropout: an IQA target loses its ``<think>`` (answer only) with probability
   ``sft.think_dropout.iqa`` (high), an IAA target with ``sft.think_dropout.iaa`` (0): IQA learns to answer fast,
   IAA keeps its deliberation. Drawn per example and per pass over the data, seeded.
-- IQA and IAA interleaved: every micro-batch is IQA with probability ``sft.p_iqa`` (``sft.batch_by_task``; else
-  every example), so a short IQA answer is neither padded to an IAA narrative's length nor outweighed by its
-  hundreds of tokens in the token-mean loss.
+- IQA and IAA interleaved: every example is IQA with probability ``sft.p_iqa``, so batches mix the tasks and the
+  token-mean loss weighs every token alike. ``sft.batch_by_task`` draws the task per micro-batch instead: no short
+  IQA answer padded to an IAA narrative's length, but each task is then weighed per batch, not per token.
 - loss on the assistant turn only (TRL's assistant masks), so the prompt and the image tokens never count.
 
 Trainer checkpoints go to ``.tatar/runs/sft/<key>`` and an interrupted run resumes from the newest one.
@@ -58,8 +58,8 @@ def sft_target(record: RationaleRecord, drop_think: bool) -> str:
 
 
 def build_examples(records: list[RationaleRecord], cfg: SFTConfig) -> list[Example]:
-    """The training stream: ``epochs x len(records)`` examples, IQA drawn with probability ``p_iqa`` per micro-batch
-    of ``per_device_batch_size`` (per example without ``batch_by_task``), each task's records reshuffled on every
+    """The training stream: ``epochs x len(records)`` examples, IQA drawn with probability ``p_iqa`` per example (per
+    micro-batch of ``per_device_batch_size`` with ``batch_by_task``), each task's records reshuffled on every
     pass, thought dropout drawn per example. Same records + seed -> same stream, which is what makes resuming from
     a checkpoint exact. Data-parallel processes take consecutive micro-batches, so each one stays one task."""
     rng = random.Random(cfg.seed)
