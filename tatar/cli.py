@@ -198,7 +198,7 @@ def bench_lm_head(
     steps: Annotated[int, typer.Option(help="Timed steps per loss path.")] = 20,
     examples: Annotated[int, typer.Option(help="IQA examples per batch.")] = 8,
 ) -> None:
-    """SFT step with TRL's tiled LM head vs the model's own loss, side by side (why sft.lm_head: auto)."""
+    """One SFT step: TRL's tiled LM head, the model's own loss, the head on labelled positions (CPU default)."""
     from tatar.training.lm_head_bench import run_bench
 
     run_bench(steps=steps, examples=examples)

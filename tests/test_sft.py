@@ -1,6 +1,7 @@
 """SFT data: asymmetric thought dropout, task interleaving, and the assistant-only loss mask."""
 
 import itertools
+import random
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from tatar.config import SFTConfig, ThinkDropoutConfig
 from tatar.parsing import format_target, parse_answer, think_words
 from tatar.records import RationaleRecord, TeacherIdentity
 from tatar.training.common import incomplete_checkpoints, last_checkpoint, run_dir
-from tatar.training.sft import build_examples, dropout_summary
+from tatar.training.sft import build_examples, dropout_summary, step_tasks
 
 TEACHER = TeacherIdentity(model="t", prompt_version="v1", temperature=0.0, top_p=1.0, max_tokens=10)
 
@@ -66,6 +67,22 @@ def test_each_micro_batch_holds_one_task_and_batches_interleave():
     batch_tasks = [b.pop() for b in batches]
     assert abs(batch_tasks.count("iqa") / len(batch_tasks) - 0.7) < 0.08
     assert sum(a != b for a, b in itertools.pairwise(batch_tasks)) > 60  # interleaved batches, not two blocks
+
+
+def test_gradient_accumulation_pairs_an_iqa_and_an_iaa_micro_batch_per_step():
+    cfg = SFTConfig(epochs=4, p_iqa=0.5, per_device_batch_size=4, gradient_accumulation_steps=2, batch_by_task=True)
+    tasks = [e.record.task for e in build_examples(corpus(300, 100), cfg)]
+    steps = [tasks[i:i + 8] for i in range(0, len(tasks) - 7, 8)]
+    assert all(sorted({*s[:4]} | {*s[4:]}) == ["iaa", "iqa"] and len({*s[:4]}) == len({*s[4:]}) == 1 for s in steps)
+    assert {tuple(s[::4]) for s in steps} == {("iqa", "iaa"), ("iaa", "iqa")}  # order within a step is drawn
+
+
+def test_step_tasks_keeps_the_share_with_random_rounding():
+    rng = random.Random(0)
+    assert step_tasks(rng, 1.0, 3) == ["iqa"] * 3 and step_tasks(rng, 0.0, 2) == ["iaa"] * 2
+    drawn = [t for _ in range(2000) for t in step_tasks(rng, 0.7, 2)]
+    assert abs(drawn.count("iqa") / len(drawn) - 0.7) < 0.02
+    assert all(sorted(step_tasks(rng, 0.7, 2)) in (["iqa", "iqa"], ["iaa", "iqa"]) for _ in range(200))
 
 
 def test_stream_is_seeded_and_covers_each_pass():

@@ -110,7 +110,8 @@ def test_missing_corpus_and_base_are_clear_errors(project):
 
 
 def test_plain_loss_on_cpu_equals_trls_tiled_loss(project):
-    """sft.lm_head auto takes the model's own loss on a CPU (faster: `tatar bench lm-head`); same value as TRL's."""
+    """sft.lm_head auto takes the plain loss on a CPU (faster: `tatar bench lm-head`); same value as TRL's."""
+    import torch
     from trl import SFTTrainer
 
     from tatar.modeling import BASE_DIR, load_from_config
@@ -127,5 +128,13 @@ def test_plain_loss_on_cpu_equals_trls_tiled_loss(project):
                                          train_dataset=sft.to_dataset(examples), processing_class=processor)
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))])
         assert (batch["labels"][:, :20] == -100).all()  # the prompt carries no loss
-        losses[kind] = trainer.compute_loss(trainer.model, trainer._prepare_inputs(batch)).item()
+        inputs = trainer._prepare_inputs(batch)
+        losses[kind] = trainer.compute_loss(trainer.model, inputs).item()
+        if kind == "plain":  # the head on labelled positions only: the model's own loss, also when GA counts tokens
+            own = trainer.model(**inputs, use_cache=False)
+            assert losses["plain"] == pytest.approx(own.loss.item(), rel=1e-5)
+            n = int((inputs["labels"][:, 1:] != -100).sum())
+            summed = trainer.compute_loss(trainer.model, inputs, num_items_in_batch=torch.tensor(2 * n)).item()
+            assert summed == pytest.approx(own.loss.item() / 2, rel=1e-5)
+            assert own.logits.shape[1] == inputs["labels"].shape[1]  # ... which projects every position
     assert losses["plain"] == pytest.approx(losses["tiled"], rel=1e-4)

@@ -58,27 +58,43 @@ def sft_target(record: RationaleRecord, drop_think: bool) -> str:
 
 
 def build_examples(records: list[RationaleRecord], cfg: SFTConfig) -> list[Example]:
-    """The training stream: ``epochs x len(records)`` examples, IQA drawn with probability ``p_iqa`` per example (per
-    micro-batch of ``per_device_batch_size`` with ``batch_by_task``), each task's records reshuffled on every
-    pass, thought dropout drawn per example. Same records + seed -> same stream, which is what makes resuming from
-    a checkpoint exact. Data-parallel processes take consecutive micro-batches, so each one stays one task."""
+    """The training stream: ``epochs x len(records)`` examples, IQA drawn with probability ``p_iqa`` per example
+    (with ``batch_by_task``: per micro-batch, see ``step_tasks``), each task's records reshuffled on every pass,
+    thought dropout drawn per example. Same records + seed -> same stream, which is what makes resuming from a
+    checkpoint exact. Data-parallel processes take consecutive micro-batches, so each one stays one task."""
     rng = random.Random(cfg.seed)
     pools = {t: [r for r in records if r.task == t] for t in TASKS}
     present = [t for t in TASKS if pools[t]]
     if not present:
         raise ValueError("sft: the corpus holds no records")
     queues: dict[str, list[RationaleRecord]] = {t: [] for t in present}
-    examples = []
-    block = cfg.per_device_batch_size if cfg.batch_by_task else 1
+    examples, plan = [], []
+    block, per_step = (cfg.per_device_batch_size, cfg.gradient_accumulation_steps) if cfg.batch_by_task else (1, 1)
     for i in range(max(1, round(cfg.epochs * len(records)))):
-        if i % block == 0:
-            task = present[0] if len(present) == 1 else ("iqa" if rng.random() < cfg.p_iqa else "iaa")
+        if i % block == 0 and len(present) == 1:
+            task = present[0]
+        elif i % block == 0:
+            plan = plan or step_tasks(rng, cfg.p_iqa, per_step)
+            task = plan.pop()
         if not queues[task]:
             queues[task] = rng.sample(pools[task], len(pools[task]))
         record = queues[task].pop()
         drop = rng.random() < getattr(cfg.think_dropout, task)
         examples.append(Example(record, sft_target(record, drop), drop))
     return examples
+
+
+def step_tasks(rng: random.Random, p_iqa: float, micro_batches: int) -> list[str]:
+    """The tasks of one optimiser step's micro-batches, ``p_iqa`` of them IQA (rounded at random), in random order.
+
+    With ``batch_by_task`` and gradient accumulation an IQA and an IAA micro-batch share a step: the trainer divides
+    the step's loss by all its label tokens, so tokens weigh as in one mixed batch, without padding ~10 answer
+    tokens to a ~400-token narrative. One micro-batch per step weighs a short IQA batch's tokens ~40x an IAA one."""
+    k = int(p_iqa * micro_batches)
+    k += rng.random() < p_iqa * micro_batches - k
+    tasks = ["iqa"] * k + ["iaa"] * (micro_batches - k)
+    rng.shuffle(tasks)
+    return tasks
 
 
 class CorpusError(TatarError):
@@ -140,9 +156,10 @@ def trainer_args(cfg: SFTConfig, work_dir: Path):
 
 
 def trainer_class(cfg: SFTConfig):
-    """TRL's ``SFTTrainer``, or where ``sft.lm_head`` says plain (``auto``: on a CPU) one that takes the model's own
-    loss: TRL's tiled LM head keeps GPU memory flat on large vocabularies but makes a CPU step of the tiny model
-    ~1.7x slower (``tatar bench lm-head``). The plain loss logs no entropy or token accuracy."""
+    """TRL's ``SFTTrainer``, or where ``sft.lm_head`` says plain (``auto``: on a CPU) one that takes the loss from
+    the labelled positions only (``answer_token_loss``): TRL's tiled LM head keeps GPU memory flat on large
+    vocabularies but makes a CPU step of the tiny model ~1.7x slower (``tatar bench lm-head``). The plain loss logs
+    no entropy or token accuracy."""
     from trl import SFTTrainer
 
     from tatar.training.common import cuda_available
@@ -152,12 +169,28 @@ def trainer_class(cfg: SFTConfig):
 
     class PlainLossSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            from transformers import Trainer
-
-            return Trainer.compute_loss(self, model, {**inputs, "use_cache": False}, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            loss, outputs = answer_token_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss: DDP averages it back
+            return (loss, outputs) if return_outputs else loss
 
     return PlainLossSFTTrainer
+
+
+def answer_token_loss(model, inputs: dict, num_items_in_batch=None):
+    """The model's causal-LM loss, with the LM head applied only where a label is: a mixed batch's prompts and
+    padding (and all but ~10 positions of an IQA example) never reach the vocabulary projection. Same value as
+    ``model(**inputs).loss`` (tested); sum over label tokens / ``num_items_in_batch`` when the trainer counts them."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    targets = torch.full_like(labels, -100)
+    targets[:, :-1] = labels[:, 1:]  # position t predicts token t+1
+    keep = targets != -100
+    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False, logits_to_keep=keep)
+    loss = F.cross_entropy(outputs.logits.float(), targets[keep], reduction="sum")
+    return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)), outputs
 
 
 def run_key(params: Params, corpus: Path, base_dir: Path) -> dict:
