@@ -14,9 +14,8 @@ def run_bench(steps: int = 20, examples: int = 8) -> dict[str, float]:
     import torch
     from trl.trainer.utils import add_fused_lm_head
 
-    from tatar.training.sft import answer_token_loss
-
     from tatar.threads import configure_cpu_threads
+    from tatar.training.sft import answer_token_loss
     from tatar.training.threads_bench import seconds_per_step, tiny_sft_batch
 
     configure_cpu_threads()
