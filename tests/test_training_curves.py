@@ -3,15 +3,16 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from sft_fixtures import write_corpus, write_test_manifests
 
 from tatar.config import HeldOutConfig, Params
 from tatar.records import ManifestRecord, read_records, write_jsonl
-from tatar.training.curves import mean_srcc, report_line
-
-pytestmark = pytest.mark.slow
+from tatar.training import curves as curves_module
+from tatar.training.common import fit
+from tatar.training.curves import attach, mean_srcc, report_line
 
 
 def test_mean_srcc_counts_a_task_without_a_ranking_as_zero():
@@ -19,6 +20,7 @@ def test_mean_srcc_counts_a_task_without_a_ranking_as_zero():
     assert mean_srcc({}) is None
 
 
+@pytest.mark.slow
 def test_sft_logs_curves_and_heldout_scores_that_dvc_plots_can_read(tmp_path, monkeypatch, tiny_model_dir, capsys):
     from tatar.training import sft
 
@@ -53,3 +55,65 @@ def test_sft_logs_curves_and_heldout_scores_that_dvc_plots_can_read(tmp_path, mo
     assert recorded["evaluations"] == 2 and recorded["images"] == 6 and recorded["seconds"] > 0
     assert recorded["best"] is None or recorded["best"]["step"] in (2, 4)  # save_best: the step kept
     assert report_line("sft", recorded) in capsys.readouterr().out
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _trainer(work_dir, kill_after_log_at: int | None = None):
+    """A plain transformers Trainer on a one-weight model (4 steps, a checkpoint every 2) with the stage's curves
+    attached; the optional killer raises right after step ``kill_after_log_at`` is logged, before a checkpoint."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return {"loss": ((self.w - x) ** 2).mean()}
+
+    class Killer(TrainerCallback):
+        def on_log(self, args, state, control, **kwargs):
+            if state.global_step == kill_after_log_at:
+                raise _Interrupt
+
+    args = TrainingArguments(output_dir=str(work_dir), max_steps=4, save_steps=2, logging_steps=1, learning_rate=0.1,
+                             per_device_train_batch_size=1, use_cpu=True, report_to="none", disable_tqdm=True)
+    trainer = Trainer(model=Model(), args=args, train_dataset=[{"x": torch.tensor([1.0])}] * 4)
+    attach(trainer, "sft", HeldOutConfig(eval_steps=2), processor=None)
+    trainer.add_callback(Killer())
+    return trainer
+
+
+def _steps(tsv) -> list[int]:
+    with tsv.open() as fh:
+        return [int(r["step"]) for r in csv.DictReader(fh, delimiter="\t")]
+
+
+@pytest.mark.parametrize("dvc_deletes_outputs", [True, False])
+def test_resumed_run_keeps_every_curve_point_once(tmp_path, monkeypatch, dvc_deletes_outputs):
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(Path("data/manifests/val.jsonl"), [ManifestRecord(
+        id="v/1.jpg", image="1.jpg", root="v", task="iqa", dataset="v", split="train", score=1, score_100=1,
+        sha256="0" * 64)])
+    # Held-out scoring stubbed (every 2 steps): the validation curves must survive a resume too.
+    monkeypatch.setattr(curves_module, "heldout_scores", lambda model, *_: {"val/iqa/srcc": model.w.item()})
+    work_dir, live_dir = Path(".tatar/runs/sft/key"), Path("data/curves/sft")
+
+    with pytest.raises(_Interrupt):  # killed once step 3 is logged: checkpoint-2 is the newest
+        fit(_trainer(work_dir, kill_after_log_at=3), work_dir, "sft")
+    assert _steps(live_dir / "plots/metrics/loss.tsv") == [1, 2, 3]
+    if dvc_deletes_outputs:  # as `dvc repro` does before it re-runs the stage
+        shutil.rmtree(live_dir)
+
+    _, resumed_from, _ = fit(_trainer(work_dir), work_dir, "sft")
+    assert resumed_from.endswith("checkpoint-2")
+    plots = live_dir / "plots/metrics"
+    assert _steps(plots / "loss.tsv") == [1, 2, 3, 4]  # the points before the checkpoint are back, step 3 once
+    assert _steps(plots / "learning_rate.tsv") == [1, 2, 3, 4]
+    assert _steps(plots / "val/iqa/srcc.tsv") == [2, 4]
+    summary = json.loads((live_dir / "metrics.json").read_text())
+    assert summary["step"] == 4 and "srcc" in summary["val"]["iqa"]

@@ -6,6 +6,10 @@ The logger is transformers' ``DVCLiveCallback`` (the trainer's loss, learning ra
 parse rate and think words) given a ``Live`` that neither edits dvc.yaml nor saves a DVC experiment of its own
 (the stage runs inside ``dvc repro`` / ``dvc exp run``, which own that). Its x axis is the optimiser step.
 
+DVC deletes the stage's outputs before it re-runs, so a run resuming from a trainer checkpoint redraws the curves
+from step 0 out of the checkpoint's log history (``trainer_state.json``, which also records the held-out scores)
+before it trains on; points logged after that checkpoint are not in it and are logged again, once.
+
 Every ``heldout.eval_steps`` and after the last step, the held-out validation split (``data/manifests/val.jsonl``,
 drawn by prepare) is scored greedily with the model being trained: SRCC, PLCC, parse rate and mean think words per
 task, logged as ``val/<task>/<metric>`` on the same curves. The time it takes is measured and reported by the
@@ -64,11 +68,14 @@ class TrainingCurves(DVCLiveCallback):
     """DVCLive logging at the optimiser step, plus held-out scoring every ``eval_steps``."""
 
     def __init__(self, stage: str, cfg: HeldOutConfig, processor, val_records: list[ManifestRecord],
-                 resume: bool = False, live_dir: Path | None = None):
+                 live_dir: Path | None = None):
         from dvclive import Live
 
         self.live_dir = live_dir or CURVES_DIR / stage
-        live = Live(dir=str(self.live_dir), resume=resume, report=None, save_dvc_exp=False, dvcyaml=None)
+        # Always a fresh folder: a resumed run redraws its earlier points in on_train_begin. dvclive's own resume
+        # (append to the files there) cannot: DVC has deleted them, and it would repeat the points logged after
+        # the checkpoint.
+        live = Live(dir=str(self.live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
         super().__init__(live=live)
         self.stage, self.cfg, self.processor, self.val = stage, cfg, processor, val_records
         self.pending: dict[str, float] = {}
@@ -104,12 +111,32 @@ class TrainingCurves(DVCLiveCallback):
         control.should_log = True  # log the scores at this step, next to the training values
         return control
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if state.is_world_process_zero and state.log_history:  # resumed: the checkpoint's points, up to its step
+            for entry in state.log_history:
+                self._log(entry["step"], {k: v for k, v in entry.items() if k != "step"})
+            self.live.make_summary()
+
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-        if state.is_world_process_zero and self.live is not None:
-            self.live.step = state.global_step
+        if self.pending and state.log_history:
+            # Trainer.log appended this step's entry just before: the next checkpoint keeps the scores for a resume.
+            state.log_history[-1].update(self.pending)
         logs = {**(logs or {}), **self.pending}
         self.pending = {}
-        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+        if state.is_world_process_zero:
+            self._log(state.global_step, logs)
+            self.live.next_step()
+
+    def _log(self, step: int, logs: dict) -> None:
+        """Log ``logs`` at ``step`` under the names transformers' callback gives them (``train_x`` -> ``train/x``)."""
+        from dvclive.plots import Metric
+        from dvclive.utils import standardize_metric_name
+
+        self.live.step = step
+        for key, value in logs.items():
+            if Metric.could_log(value):
+                self.live.log_metric(standardize_metric_name(key, "dvclive.huggingface"), value)
 
     def restore_best(self, model) -> dict | None:
         """With ``save_best``: load the best step's weights into ``model`` (before it is saved); returns
@@ -129,18 +156,16 @@ class TrainingCurves(DVCLiveCallback):
                 "curves": str(self.live_dir)}
 
 
-def attach(trainer, stage: str, cfg: HeldOutConfig, processor, work_dir: Path) -> TrainingCurves:
+def attach(trainer, stage: str, cfg: HeldOutConfig, processor) -> TrainingCurves:
     """Add the curves callback to ``trainer``; the validation split is read from prepare's val.jsonl. A run that
-    resumes from a trainer checkpoint in ``work_dir`` appends to the curves already logged."""
-    from tatar.training.common import last_checkpoint
-
+    resumes from a trainer checkpoint redraws the curves up to that checkpoint's step first."""
     val = read_records(VAL_MANIFEST, ManifestRecord) if VAL_MANIFEST.is_file() and cfg.eval_steps > 0 else []
     plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
     if val and plugin is not None and plugin.zero_stage == 3:
         # ZeRO-3 shards the weights: generating on the main process alone would wait forever for the others.
         print(f"{stage}: held-out scoring is not supported under DeepSpeed ZeRO-3; skipped (use ZeRO-2 or DDP)")
         val = []
-    curves = TrainingCurves(stage, cfg, processor, val, resume=last_checkpoint(work_dir) is not None)
+    curves = TrainingCurves(stage, cfg, processor, val)
     trainer.add_callback(curves)
     return curves
 

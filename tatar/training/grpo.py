@@ -159,7 +159,7 @@ def train(params: Params, dataset, work_dir: Path, out_dir: Path) -> dict:
     model, processor = load_from_config(SFT_DIR, params.model)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=peft_lora_config(cfg.lora))
-    curves = attach(trainer, "grpo", cfg.heldout, processor, work_dir)
+    curves = attach(trainer, "grpo", cfg.heldout, processor)
     result, resume, seconds = fit(trainer, work_dir, "grpo")
     curves.restore_best(trainer.model)
     kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(SFT_DIR))

@@ -214,7 +214,7 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     model, processor = load_from_config(BASE_DIR, params.model)
     trainer = trainer_class(cfg)(model=model, args=args, train_dataset=to_dataset(examples),
                                  processing_class=processor, peft_config=peft_lora_config(cfg.lora))
-    curves = attach(trainer, "sft", cfg.heldout, processor, work_dir)
+    curves = attach(trainer, "sft", cfg.heldout, processor)
     if on_trainer:
         on_trainer(trainer, processor)
     result, resume, seconds = fit(trainer, work_dir, "sft")
