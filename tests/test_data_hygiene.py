@@ -4,13 +4,13 @@ transforms reported in report.md/json."""
 import json
 
 import pytest
+from test_data_formats import write_csv, write_image
 
 from tatar.config import DataConfig, QuarantineConfig, TrainSetConfig
 from tatar.data.checks import TRAIN_TEST_OVERLAP
 from tatar.data.prepare import DataPolicyError, prepare
 from tatar.hashing import sha256_file
 from tatar.records import ManifestRecord, read_jsonl, read_records
-from test_data_formats import write_csv, write_image
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from tatar.data import importers
 from tatar.data.checks import MALFORMED_ROW, MISSING_IMAGE, check_rows
 from tatar.data.importers import attribute_key, import_benchmark_cli, import_train_set
 from tatar.data.registry import reference_manifest
-from tatar.records import ATTRIBUTES, ManifestRecord, read_records
+from tatar.records import ManifestRecord, read_records
 
 
 def write_png(path, value=0):

@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 import yaml
+from test_data_formats import aspect_prompt, write_image
+from test_end_to_end import DVC, REPO, TATAR, last_run, sh
 
 from tatar.data.formats.artimuse import ASPECTS
 from tatar.data.registry import reference_manifest
-from test_data_formats import aspect_prompt, write_image
-from test_end_to_end import DVC, REPO, TATAR, last_run, sh
 
 pytestmark = pytest.mark.slow
 STAGES = ["prepare", "rationales", "base_model", "validate", "sft", "grpo", "evaluate"]

@@ -38,7 +38,8 @@ def scripted_generate(model, processor, images, task, batch_size=8, max_new_toke
     for im in images:
         level = int(np.asarray(im)[0, 0, 0])
         think = "<think>" + " ".join(["word"] * (3 if task == "iqa" else 12)) + "</think>\n"
-        out.append(think + ("<answer>about 70</answer>" if level == FAIL_LEVEL else f"<answer>{level / 2.55:.2f}</answer>"))
+        answer = "about 70" if level == FAIL_LEVEL else f"{level / 2.55:.2f}"
+        out.append(f"{think}<answer>{answer}</answer>")
     return out
 
 

@@ -52,7 +52,8 @@ def test_format_reward(text, expected):
 
 
 def test_completion_content_parts():
-    parts = [{"role": "assistant", "content": [{"type": "text", "text": "<answer>"}, {"type": "text", "text": "5</answer>"}]}]
+    content = [{"type": "text", "text": "<answer>"}, {"type": "text", "text": "5</answer>"}]
+    parts = [{"role": "assistant", "content": content}]
     assert format_reward([parts]) == [1.0]
 
 
@@ -185,7 +186,8 @@ def test_vectorised_equals_pairwise_loop():
 
 # --------------------------------------------------------------------------------- split groups
 SPLIT_ROWS = ([("q1", "iqa", 20, answer(25))] * 2 + [("a", "iaa", 70, answer(p)) for p in (65, 75, 80)]
-              + [("b", "iaa", 45, answer(p)) for p in (40, 55, 30)] + [("c", "iaa", 52, answer(p)) for p in (50, 60, 45)])
+              + [("b", "iaa", 45, answer(p)) for p in (40, 55, 30)]
+              + [("c", "iaa", 52, answer(p)) for p in (50, 60, 45)])
 SPLIT = 6  # process 0 holds the IQA rows, image a and one of b's completions; process 1 the rest of b, and c
 
 
@@ -239,7 +241,8 @@ def test_two_real_processes_match_one(tmp_path):
 
 # ---------------------------------------------------------------------------------------- routing
 def test_routing_names_weights_and_masks():
-    cfg = GRPOConfig(rewards_iqa={"format": 0.5, "gaussian_score": 1.0}, rewards_iaa={"format": 0.25, "thurstone_rank": 2.0})
+    cfg = GRPOConfig(rewards_iqa={"format": 0.5, "gaussian_score": 1.0},
+                     rewards_iaa={"format": 0.25, "thurstone_rank": 2.0})
     funcs, weights = build_reward_funcs(cfg)
     assert [f.__name__ for f in funcs] == ["iqa/format", "iqa/gaussian_score", "iaa/format", "iaa/thurstone_rank"]
     assert weights == [0.5, 1.0, 0.25, 2.0]

@@ -28,8 +28,8 @@ def folder(tmp_path):
 def grey_level_generate(model, processor, images, task, batch_size=8, max_new_tokens=256, progress=False):
     """A scripted model: the score is the grey level on 0-100; the darkest image gets an unparseable answer."""
     levels = [int(np.asarray(im)[0, 0, 0]) for im in images]
-    return ["<answer>dark</answer>" if lv < 50 else f"<think>Even grey, level {lv}.</think>\n<answer>{lv / 2.55:.2f}</answer>"
-            for lv in levels]
+    return ["<answer>dark</answer>" if lv < 50
+            else f"<think>Even grey, level {lv}.</think>\n<answer>{lv / 2.55:.2f}</answer>" for lv in levels]
 
 
 def test_api_scores_readable_images_and_reports_the_corrupt_one(folder, tiny_model_dir):
