@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tatar.config import SyntheticConfig
-from tatar.data.sources import load_photo, resize, split_sources, to_uint8
+from tatar.data.sources import PHOTOS, SUBJECTS, load_photo, resize, split_sources, to_uint8
 from tatar.data.synthetic import build_synthetic
 from tatar.data.synthetic_iaa import Plan, frame, measure, sub_scores, subject_point
 from tatar.data.synthetic_iqa import DISTORTIONS, build_iqa, full_reference_mos
@@ -49,6 +49,13 @@ def test_split_sources_keeps_scenes_together():
         split_sources(["lena", "astronaut"], ["astronaut"])
     with pytest.raises(ValueError, match="not in data.synthetic.sources"):
         split_sources(["astronaut", "coffee"], ["rocket"])
+
+
+def test_every_photograph_loads_offline_as_rgb_with_a_subject():
+    for name in PHOTOS:  # all ship inside installed packages (scikit-image, matplotlib): no download
+        photo = load_photo(name)
+        assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3 and min(photo.shape[:2]) >= 256
+        assert not photo.flags.writeable and SUBJECTS[name]
 
 
 def test_iqa_grid_and_monotone_full_reference_mos(tmp_path):

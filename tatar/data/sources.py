@@ -1,5 +1,5 @@
-"""Source photographs of the embedded default: scikit-image's bundled colour photographs (they load offline),
-plus the small image helpers the synthetic builders share (seeded RNGs, crops, resizing, PNG writing)."""
+"""Source photographs of the embedded default: scikit-image's bundled colour photographs and matplotlib's sample
+portrait (both ship inside the installed packages, so they load offline), plus the small image helpers the synthetic builders share (seeded RNGs, crops, resizing, PNG writing)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ PHOTOS: dict[str, Callable[[], np.ndarray]] = {
     "retina": skdata.retina,
     "motorcycle_left": lambda: skdata.stereo_motorcycle()[0],
     "motorcycle_right": lambda: skdata.stereo_motorcycle()[1],
+    "grace_hopper": lambda: _matplotlib_sample("grace_hopper.jpg"),
 }
 # The two motorcycle photographs are one scene from two viewpoints: they must fall on the same side of the split.
 SCENES = {"motorcycle_left": "motorcycle", "motorcycle_right": "motorcycle"}
@@ -40,7 +41,14 @@ SUBJECTS = {
     "retina": "a photograph of the back of an eye, the retina and its vessels",
     "motorcycle_left": "a motorcycle parked in a cluttered workshop",
     "motorcycle_right": "a motorcycle parked in a cluttered workshop",
+    "grace_hopper": "a formal portrait of a naval officer in dress uniform",
 }
+
+
+def _matplotlib_sample(name: str) -> np.ndarray:
+    from matplotlib import cbook
+
+    return np.asarray(Image.open(cbook.get_sample_data(name, asfileobj=False)).convert("RGB"))
 
 
 def split_sources(sources: list[str], test_sources: list[str]) -> tuple[list[str], list[str]]:
