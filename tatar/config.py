@@ -22,12 +22,12 @@ class Section(BaseModel):
 
 # --------------------------------------------------------------------------------------------- data
 class SyntheticConfig(Section):
-    """The embedded default: built offline from scikit-image's photographs (see tatar.data.synthetic)."""
+    """The embedded default: built offline from photographs that ship with scikit-image (see tatar.data.synthetic)."""
 
     enabled: bool = True
     image_size: int = Field(default=112, ge=16)
-    # scikit-image photographs used (tatar.data.sources.PHOTOS); split by name so train and test never share a scene.
-    # hubble_deep_field is available but not a default: its crops are near-black at this size (NOTES.md, issue 16).
+    # Photographs used (tatar.data.sources.PHOTOS); split by name so train and test never share a scene.
+    # hubble_deep_field and grace_hopper are available but not defaults (NOTES.md, issue 16).
     sources: list[str] = Field(default_factory=lambda: [
         "astronaut", "immunohistochemistry", "retina", "motorcycle_left", "motorcycle_right", "chelsea", "rocket",
         "coffee"])

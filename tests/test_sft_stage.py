@@ -109,6 +109,29 @@ def test_missing_corpus_and_base_are_clear_errors(project):
         sft.run(params())
 
 
+def test_accumulated_micro_batches_weigh_every_label_token_of_the_step_alike(project):
+    """Qwen2.5-VL declares accepts_loss_kwargs False; without our override Trainer would average each micro-batch
+    alone, and batch_by_task's short IQA micro-batch would weigh its tokens ~40x an IAA one's."""
+    import torch
+
+    from tatar.modeling import BASE_DIR, load_from_config
+
+    p = params()
+    examples = sft.build_examples(sft.load_corpus(), p.sft)[:4]
+    for kind in ("plain", "tiled"):
+        cfg = p.sft.model_copy(update={"lm_head": kind, "per_device_batch_size": 2, "gradient_accumulation_steps": 2})
+        model, processor = load_from_config(BASE_DIR, p.model)
+        trainer = sft.trainer_class(cfg)(model=model, args=sft.trainer_args(cfg, project / kind),
+                                         train_dataset=sft.to_dataset(examples), processing_class=processor)
+        rows = [trainer.train_dataset[i] for i in range(4)]
+        micro = [trainer._prepare_inputs(trainer.data_collator(rows[i:i + 2])) for i in (0, 2)]
+        n = trainer._get_num_items_in_batch(micro, torch.device("cpu"))
+        assert n == sum(int((m["labels"][:, 1:] != -100).sum()) for m in micro)  # counted over the whole step
+        whole = trainer.compute_loss(trainer.model, trainer._prepare_inputs(trainer.data_collator(rows))).item()
+        parts = sum(trainer.compute_loss(trainer.model, m, num_items_in_batch=n).item() for m in micro)
+        assert parts == pytest.approx(whole, rel=1e-4)  # two micro-batches = one batch of four, token for token
+
+
 def test_plain_loss_on_cpu_equals_trls_tiled_loss(project):
     """sft.lm_head auto takes the plain loss on a CPU (faster: `tatar bench lm-head`); same value as TRL's."""
     import torch
@@ -117,8 +140,9 @@ def test_plain_loss_on_cpu_equals_trls_tiled_loss(project):
     from tatar.modeling import BASE_DIR, load_from_config
 
     p = params()
-    assert sft.trainer_class(p.sft) is not SFTTrainer  # auto on a CPU: plain
-    assert sft.trainer_class(p.sft.model_copy(update={"lm_head": "tiled"})) is SFTTrainer
+    plain, tiled = sft.trainer_class(p.sft), sft.trainer_class(p.sft.model_copy(update={"lm_head": "tiled"}))
+    assert plain.compute_loss is not SFTTrainer.compute_loss  # auto on a CPU: plain
+    assert tiled.compute_loss is SFTTrainer.compute_loss and issubclass(plain, SFTTrainer)
     examples = sft.build_examples(sft.load_corpus(), p.sft)[:8]
     losses = {}
     for kind in ("plain", "tiled"):

@@ -1,5 +1,6 @@
 """Source photographs of the embedded default: scikit-image's bundled colour photographs and matplotlib's sample
-portrait (both ship inside the installed packages, so they load offline), plus the small image helpers the synthetic builders share (seeded RNGs, crops, resizing, PNG writing)."""
+portrait (both ship inside the installed packages, so they load offline), plus the small image helpers the
+synthetic builders share (seeded RNGs, crops, resizing, PNG writing)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ SUBJECTS = {
 def _matplotlib_sample(name: str) -> np.ndarray:
     from matplotlib import cbook
 
-    return np.asarray(Image.open(cbook.get_sample_data(name, asfileobj=False)).convert("RGB"))
+    with Image.open(cbook.get_sample_data(name, asfileobj=False)) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def split_sources(sources: list[str], test_sources: list[str]) -> tuple[list[str], list[str]]:

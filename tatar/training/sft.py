@@ -156,22 +156,33 @@ def trainer_args(cfg: SFTConfig, work_dir: Path):
 
 
 def trainer_class(cfg: SFTConfig):
-    """TRL's ``SFTTrainer``, or where ``sft.lm_head`` says plain (``auto``: on a CPU) one that takes the loss from
-    the labelled positions only (``answer_token_loss``): TRL's tiled LM head keeps GPU memory flat on large
-    vocabularies but makes a CPU step of the tiny model ~1.7x slower (``tatar bench lm-head``). The plain loss logs
-    no entropy or token accuracy."""
+    """TRL's ``SFTTrainer`` with the loss divided by every label token of the optimiser step, or where
+    ``sft.lm_head`` says plain (``auto``: on a CPU) one that also applies the LM head at labelled positions only
+    (``answer_token_loss``): TRL's tiled LM head keeps GPU memory flat on large vocabularies but makes a CPU step of
+    the tiny model 2.8x slower (``tatar bench lm-head``). The plain loss logs no entropy, token accuracy or token
+    count."""
     from trl import SFTTrainer
 
     from tatar.training.common import cuda_available
 
-    if cfg.lm_head == "tiled" or (cfg.lm_head == "auto" and cuda_available()):
-        return SFTTrainer
+    class TokenWeightedSFTTrainer(SFTTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Qwen2.5-VL declares accepts_loss_kwargs False, so Trainer would average each micro-batch on its own
+            # and an IQA micro-batch's ~10 answer tokens would weigh like an IAA one's ~400. Both loss paths here
+            # divide by num_items_in_batch themselves (never passed to the model); Trainer then counts the label
+            # tokens of all the step's micro-batches. Sequence parallelism counts its own (Trainer sets False).
+            pc = getattr(self.accelerator, "parallelism_config", None)
+            self.model_accepts_loss_kwargs = not (pc is not None and pc.sp_enabled)
 
-    class PlainLossSFTTrainer(SFTTrainer):
+    if cfg.lm_head == "tiled" or (cfg.lm_head == "auto" and cuda_available()):
+        return TokenWeightedSFTTrainer
+
+    class PlainLossSFTTrainer(TokenWeightedSFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = answer_token_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss: DDP averages it back
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as Trainer: DDP averages it
             return (loss, outputs) if return_outputs else loss
 
     return PlainLossSFTTrainer
@@ -189,7 +200,7 @@ def answer_token_loss(model, inputs: dict, num_items_in_batch=None):
     targets[:, :-1] = labels[:, 1:]  # position t predicts token t+1
     keep = targets != -100
     outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False, logits_to_keep=keep)
-    loss = F.cross_entropy(outputs.logits.float(), targets[keep], reduction="sum")
+    loss = F.cross_entropy(outputs.logits.float(), targets[keep].to(outputs.logits.device), reduction="sum")
     return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)), outputs
 
 
