@@ -62,7 +62,7 @@ def teachers(corpus: dict) -> dict[str, str]:
     per_task = corpus.get("teachers") or {}
     out = {}
     for task in ("iqa", "iaa"):
-        if isinstance(per_task.get(task), str):  # already resolved by tatar.lineage ("model at url"), e.g. from tatar.lineage
+        if isinstance(per_task.get(task), str):  # already resolved by tatar.lineage ("model at url")
             out[task] = per_task[task]
             continue
         own = {**shared, **{k: v for k, v in ((corpus.get("sampling") or {}).get(task) or {}).items()

@@ -217,7 +217,8 @@ def results_table(results: Sequence[ScoreResult], rationale_chars: int = 160):
         if r.error:
             table.add_row(r.image, "[red]unreadable[/red]", "-", f"[red]{escape(r.error)}[/red]")
         elif r.score is None:
-            table.add_row(r.image, "[yellow]parse failure[/yellow]", str(r.think_words), f"[dim]{escape(short(r.raw))}[/dim]")
+            table.add_row(r.image, "[yellow]parse failure[/yellow]", str(r.think_words),
+                          f"[dim]{escape(short(r.raw))}[/dim]")
         else:
             table.add_row(r.image, f"{r.score:.2f}", str(r.think_words), escape(short(r.think)))
     return table

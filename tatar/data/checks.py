@@ -149,7 +149,7 @@ def drop_duplicate_ids(records: list[ManifestRecord]) -> CheckResult:
     for rec in records:
         by_id[rec.id].append(rec)
     result = CheckResult()
-    for rec_id, copies in by_id.items():
+    for copies in by_id.values():
         if len(copies) == 1:
             result.records.append(copies[0])
             continue

@@ -75,7 +75,9 @@ def published_table(metrics: EvalMetrics) -> str:
     ours = {published_name(name): s for name, s in metrics.benchmarks.items() if published_name(name)}
 
     def published_pair(srcc, plcc) -> str:  # None = not reported
-        return "-" if srcc is None and plcc is None else " / ".join("-" if v is None else f"{v:.3f}" for v in (srcc, plcc))
+        if srcc is None and plcc is None:
+            return "-"
+        return " / ".join("-" if v is None else f"{v:.3f}" for v in (srcc, plcc))
 
     rows = [["**this run**"] + [f"{_num(ours[c].srcc)} / {_num(ours[c].plcc)}" if c in ours else "-"
                                 for c in columns]]

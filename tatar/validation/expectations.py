@@ -2,9 +2,10 @@
 
 Non-null fields, unique ids, the task value set, the 0-100 score range, the ``NN.NN`` answer format, non-empty
 rationales, rationales not repeated from an earlier record and per-task think length (a custom expectation)
-run in an ephemeral GX context over one whole-dataframe batch. ``result_format=COMPLETE`` with ``unexpected_index_column_names=["id"]`` turns each
-failed expectation into the list of record ids that broke it, so the stage rejects exactly those records and
-names the expectation. The validation result is saved as JSON and rendered as GX data docs (HTML).
+run in an ephemeral GX context over one whole-dataframe batch. ``result_format=COMPLETE`` with
+``unexpected_index_column_names=["id"]`` turns each failed expectation into the list of record ids that broke it,
+so the stage rejects exactly those records and names the expectation. The validation result is saved as JSON and
+rendered as GX data docs (HTML).
 
 Great Expectations costs seconds to import: this module is imported only when the suite runs.
 """

@@ -90,7 +90,7 @@ def summary_markdown(metrics: dict, rejected: Sequence[Rejection], cfg: Validate
         lines.append(f"| {task} | {m['records']} | {m['kept']} | {rate} | {min_keep_rate(cfg, task):.0%} |")
     if metrics["rejected"]:
         lines += ["", "| check | iqa | iaa | share | examples |", "|---|---:|---:|---:|---|"]
-        for check, n in metrics["rejected"].items():
+        for check in metrics["rejected"]:
             per_task = [metrics[t]["rejected"].get(check, 0) for t in TASKS]
             ids = ", ".join(f"`{i}`" for i in examples(rejected, check))
             lines.append(f"| {check} | {per_task[0]} | {per_task[1]} | {metrics['reject_rate'][check]:.1%} | {ids} |")
