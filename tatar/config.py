@@ -222,9 +222,10 @@ class TinyModelConfig(Section):
     # Pixels per patch side (Qwen2.5-VL: 14); 2x2 patches make one visual token, so a smaller patch gives an image
     # of the same size 4x the visual tokens.
     vision_patch_size: int = Field(14, ge=2)
-    # How a score "NN.NN" is tokenised: "tens" (tens digit, then units+fraction as one token), "digits" (digit by
-    # digit, the fraction one token) or "integer" (the integer part one token); see tatar.modeling.SPELLINGS.
-    score_tokens: Literal["tens", "digits", "integer"] = "tens"
+    # How a score "NN.NN" is tokenised: "tens" (tens digit, then units+fraction as one token), "tenths" (tens digit,
+    # units+tenths, hundredths digit), "digits" (digit by digit, the fraction one token) or "integer" (the integer
+    # part one token); see tatar.modeling.SPELLINGS.
+    score_tokens: Literal["tens", "tenths", "digits", "integer"] = "tens"
 
 
 class ModelConfig(Section):

@@ -34,11 +34,15 @@ CONTRACT_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 #   tiny model learned "a digit follows a digit" and greedy answers ran on ("<answer>443333333.52").
 # - "integer": one token for the integer part ("10".."100") + the fraction: 72 .35. A 91-way first choice with one
 #   or two training images per class: the tiny model learned the marginal and answered one number for every image.
+# - "tenths": the tens digit, one added token for units and tenths ("0.0".."9.9"), the hundredths digit: 7 2.3 5.
+#   The second choice is 100-way instead of "tens"' 1000-way, whose greedy pick came out constant per tens digit
+#   (6-8 distinct answers over 192 test images); still no bare digit after a bare digit.
 FRACTION_TOKENS = [f".{i:02d}" for i in range(100)]
 SPELLINGS = {
     "tens": [f"{u}.{f:02d}" for u in range(10) for f in range(100)],
     "digits": FRACTION_TOKENS,
     "integer": [str(i) for i in range(10, 101)] + FRACTION_TOKENS,
+    "tenths": [f"{u}.{t}" for u in range(10) for t in range(10)],
 }
 
 
@@ -137,7 +141,7 @@ def build_tiny_model(cfg: TinyModelConfig, out_dir: str | Path, min_pixels: int,
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
     model.generation_config = GenerationConfig(
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad_token_id=ids["<|endoftext|>"], do_sample=False,
-        bad_words_ids=digit_pairs(tokenizer) if cfg.score_tokens == "tens" else None,
+        bad_words_ids=digit_pairs(tokenizer) if cfg.score_tokens in ("tens", "tenths") else None,
     )
     pixels = {"min_pixels": min_pixels, "max_pixels": max_pixels, "patch_size": cfg.vision_patch_size}
     processor = Qwen2_5_VLProcessor(

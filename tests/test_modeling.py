@@ -58,8 +58,8 @@ def test_chat_template_gets_trl_training_template(tiny):
     assert get_training_chat_template(tiny[1]) == qwen2_5_vl_training_chat_template
 
 
-@pytest.mark.parametrize(("spelling", "expected"), [("tens", ["7", "2.35"]), ("digits", ["7", "2", ".35"]),
-                                                    ("integer", ["72", ".35"])])
+@pytest.mark.parametrize(("spelling", "expected"), [("tens", ["7", "2.35"]), ("tenths", ["7", "2.3", "5"]),
+                                                    ("digits", ["7", "2", ".35"]), ("integer", ["72", ".35"])])
 def test_score_spelling_puts_the_ranking_in_the_first_token(spelling, expected):
     from tatar.modeling import build_tokenizer
 
