@@ -222,7 +222,11 @@ rank = int(sys.argv[1])
 # A file rendezvous (no fixed port to race other programs for); the rewards only need an initialised group.
 dist.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=2)
 part = SPLIT_ROWS[:SPLIT] if rank == 0 else SPLIT_ROWS[SPLIT:]
-print("REWARDS " + json.dumps(thurstone_rank_reward(**batch(part))))
+print("REWARDS " + json.dumps(thurstone_rank_reward(**batch(part))), flush=True)
+# Leave together: a process exiting while gloo still serves its peer ended once in "terminate called without an
+# active exception" (CI, 2-core machine under load).
+dist.barrier()
+dist.destroy_process_group()
 """
 
 
