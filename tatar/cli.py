@@ -196,12 +196,15 @@ def bench_threads(
 @bench_app.command("lm-head")
 def bench_lm_head(
     steps: Annotated[int, typer.Option(help="Timed steps per loss path.")] = 20,
-    examples: Annotated[int, typer.Option(help="IQA examples per batch.")] = 8,
+    examples: Annotated[int, typer.Option(help="Examples per batch.")] = 8,
+    iaa: Annotated[int, typer.Option(help="How many of them are IAA examples with a narrative (a mixed batch).")] = 0,
 ) -> None:
     """One SFT step: TRL's tiled LM head, the model's own loss, the head on labelled positions (CPU default)."""
     from tatar.training.lm_head_bench import run_bench
 
-    run_bench(steps=steps, examples=examples)
+    if not 0 <= iaa <= examples:
+        raise typer.BadParameter(f"--iaa {iaa}: between 0 and --examples ({examples})")
+    run_bench(steps=steps, examples=examples, iaa=iaa)
 
 
 @bench_app.command("rewards")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 
-def run_bench(steps: int = 20, examples: int = 8) -> dict[str, float]:
+def run_bench(steps: int = 20, examples: int = 8, iaa: int = 0) -> dict[str, float]:
     import torch
     from trl.trainer.utils import add_fused_lm_head
 
@@ -19,7 +19,7 @@ def run_bench(steps: int = 20, examples: int = 8) -> dict[str, float]:
     from tatar.training.threads_bench import seconds_per_step, tiny_sft_batch
 
     configure_cpu_threads()
-    model, batch = tiny_sft_batch(examples)
+    model, batch = tiny_sft_batch(examples, iaa)
     labels = batch["labels"]
 
     def tiled_loss():  # SFTTrainer.compute_loss: per-token log-probs from the tiled head, mean over label tokens
@@ -30,8 +30,8 @@ def run_bench(steps: int = 20, examples: int = 8) -> dict[str, float]:
     plain = seconds_per_step(model, lambda: answer_token_loss(model, batch)[0], steps)
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))  # what SFTTrainer adds
     tiled = seconds_per_step(model, tiled_loss, steps)
-    print(f"SFT step of the tiny model ({examples} IQA examples, {labels.shape[1]} tokens each), "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    print(f"SFT step of the tiny model ({examples - iaa} IQA + {iaa} IAA examples, {labels.shape[1]} tokens each, "
+          f"{int((labels != -100).sum())} with a label), {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     print(f"{'loss path':>22} | s/step")
     print(f"{'TRL tiled LM head':>22} | {tiled:.3f}")
     print(f"{'model loss':>22} | {own:.3f}")

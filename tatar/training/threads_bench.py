@@ -13,9 +13,14 @@ import sys
 import tempfile
 import time
 
+# An IAA target of the default's length (~190 words): the narrative, then the answer.
+SENTENCE = "The warm light falls softly across the balanced frame and its quiet background"
+NARRATIVE = "<think>" + " ".join([SENTENCE] * 15) + "</think><answer>64.20</answer>"
 
-def tiny_sft_batch(examples: int = 8):
-    """The tiny model in training mode and one batch of ``examples`` answer-only IQA SFT examples (random images)."""
+
+def tiny_sft_batch(examples: int = 8, iaa: int = 0):
+    """The tiny model in training mode and one SFT batch of ``examples`` (random images): answer-only IQA examples,
+    the last ``iaa`` of them IAA with a narrative; the loss is on the targets only, as in SFT."""
     import numpy as np
     from PIL import Image
 
@@ -29,11 +34,13 @@ def tiny_sft_batch(examples: int = 8):
         model, processor = load_from_config(tmp, cfg)
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)) for _ in range(examples)]
-    texts = [processor.apply_chat_template(conversation("iqa", "<answer>55.26</answer>"), tokenize=False)] * examples
+    targets = [("iqa", "<answer>55.26</answer>")] * (examples - iaa) + [("iaa", NARRATIVE)] * iaa
+    texts = [processor.apply_chat_template(conversation(task, target), tokenize=False) for task, target in targets]
+    processor.tokenizer.padding_side = "left"  # every target ends its row, so it is the last tokens of it
     batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
     labels = batch["input_ids"].clone()
-    answer = len(processor.tokenizer("<answer>55.26</answer><|im_end|>\n")["input_ids"])
-    labels[:, :-answer] = -100  # loss on the answer only, as in SFT
+    for row, (_, target) in enumerate(targets):
+        labels[row, :-len(processor.tokenizer(target + "<|im_end|>\n")["input_ids"])] = -100
     batch["labels"] = labels
     return model.train(), batch
 
