@@ -276,10 +276,11 @@ class SFTConfig(Section):
     warmup: float = 0.03
     # Probability that the next example (micro-batch with batch_by_task) is IQA: the tasks are interleaved, not blocked.
     p_iqa: float = Field(0.5, ge=0, le=1)
-    # One task per micro-batch: no IQA answer padded to an IAA narrative, but the token-mean loss then weighs each
-    # task per batch rather than per token (IQA's few tokens count far more; see params.yaml and NOTES.md).
+    # One task per micro-batch: no IQA answer padded to an IAA narrative. Tokens weigh alike across the micro-batches
+    # of an optimiser step; with no gradient accumulation each task is weighed per batch (see params.yaml, NOTES.md).
     batch_by_task: bool = False
-    # Loss path: TRL's tiled LM head (flat GPU memory) or the model's own loss; auto = tiled on a GPU, plain on CPU.
+    # Loss path: TRL's tiled LM head (flat GPU memory) or plain (the LM head on labelled positions only);
+    # auto = tiled on a GPU, plain on a CPU.
     lm_head: Literal["auto", "tiled", "plain"] = "auto"
     think_dropout: ThinkDropoutConfig = ThinkDropoutConfig()
     max_length: int | None = 2048

@@ -6,7 +6,8 @@ What makes it TATAR's SFT:
   IAA keeps its deliberation. Drawn per example and per pass over the data, seeded.
 - IQA and IAA interleaved: every example is IQA with probability ``sft.p_iqa``, so batches mix the tasks and the
   token-mean loss weighs every token alike. ``sft.batch_by_task`` draws the task per micro-batch instead: no short
-  IQA answer padded to an IAA narrative's length, but each task is then weighed per batch, not per token.
+  IQA answer padded to an IAA narrative's length; tokens still weigh alike across the micro-batches of one
+  optimiser step (gradient accumulation), but each task is weighed per batch without it.
 - loss on the assistant turn only (TRL's assistant masks), so the prompt and the image tokens never count.
 
 Trainer checkpoints go to ``.tatar/runs/sft/<key>`` and an interrupted run resumes from the newest one.
@@ -71,10 +72,8 @@ def build_examples(records: list[RationaleRecord], cfg: SFTConfig) -> list[Examp
     examples, plan = [], []
     block, per_step = (cfg.per_device_batch_size, cfg.gradient_accumulation_steps) if cfg.batch_by_task else (1, 1)
     for i in range(max(1, round(cfg.epochs * len(records)))):
-        if i % block == 0 and len(present) == 1:
-            task = present[0]
-        elif i % block == 0:
-            plan = plan or step_tasks(rng, cfg.p_iqa, per_step)
+        if i % block == 0:  # one task: no draw, so its stream is the same whatever p_iqa says
+            plan = plan or (present * per_step if len(present) == 1 else step_tasks(rng, cfg.p_iqa, per_step))
             task = plan.pop()
         if not queues[task]:
             queues[task] = rng.sample(pools[task], len(pools[task]))
@@ -159,7 +158,7 @@ def trainer_class(cfg: SFTConfig):
     """TRL's ``SFTTrainer`` with the loss divided by every label token of the optimiser step, or where
     ``sft.lm_head`` says plain (``auto``: on a CPU) one that also applies the LM head at labelled positions only
     (``answer_token_loss``): TRL's tiled LM head keeps GPU memory flat on large vocabularies but makes a CPU step of
-    the tiny model 2.8x slower (``tatar bench lm-head``). The plain loss logs no entropy, token accuracy or token
+    the tiny model ~2.6x slower (``tatar bench lm-head``). The plain loss logs no entropy, token accuracy or token
     count."""
     from trl import SFTTrainer
 
