@@ -273,7 +273,7 @@ def lineage(
     rev: Annotated[str | None, typer.Option(help="Git revision whose dvc.lock to read.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text (a tree for the terminal), md or json.")] = "text",
     width: Annotated[int | None, typer.Option(help="Fold text at this many columns (default: the terminal's).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     verify: Annotated[bool, typer.Option(help="Recompute hashes; fail naming each file that differs.")] = False,
     checkpoint: Annotated[str, typer.Option(help="diff: the checkpoint compared at a revision.")] = "data/models/grpo",
 ):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tatar.errors import UsageError
 
@@ -81,10 +81,18 @@ class QuarantineConfig(Section):
     """When prepare fails instead of quarantining and carrying on."""
 
     max_fraction: float = 0.01
-    fail_on_overlap: bool = True  # with overlap: fail; false quarantines overlaps and counts them in max_fraction
-    # A training image whose bytes are in a listed test set: fail prepare, or exclude it (quarantined as
-    # train_test_overlap, counted per dataset in report.md, not counted against max_fraction).
-    overlap: Literal["fail", "exclude"] = "fail"
+    # A training image whose bytes are in a listed test set (quarantined as train_test_overlap in every case):
+    # fail prepare; exclude it (counted per dataset in report.md, not against max_fraction); or quarantine it like
+    # any bad record (counted against max_fraction).
+    overlap: Literal["fail", "exclude", "quarantine"] = "fail"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data):
+        if isinstance(data, dict) and "fail_on_overlap" in data:
+            raise ValueError("fail_on_overlap was replaced by overlap: fail | exclude | quarantine "
+                             "(fail_on_overlap: false is overlap: quarantine)")
+        return data
 
     @property
     def excludes_overlap(self) -> bool:

@@ -2,9 +2,11 @@
 
 import csv
 import json
+import re
 import shutil
 
 import pytest
+from pydantic import ValidationError
 from test_data_importers import write_png
 
 from tatar.config import DataConfig, Params, QuarantineConfig, TrainSetConfig
@@ -78,7 +80,7 @@ def planted(tmp_path, monkeypatch):
     train = TrainSetConfig(name="planted", format="generic", path="labels.csv", images="planted", task="iqa",
                            scale=(0, 5))
     return DataConfig(synthetic={"enabled": False}, train=[train], benchmarks=["kadid"],
-                      quarantine=QuarantineConfig(max_fraction=1.0, fail_on_overlap=False))
+                      quarantine=QuarantineConfig(max_fraction=1.0, overlap="quarantine"))
 
 
 def test_every_planted_record_is_quarantined_with_its_reason(planted, tmp_path):
@@ -101,7 +103,7 @@ def test_every_planted_record_is_quarantined_with_its_reason(planted, tmp_path):
 
 
 def test_policy_max_fraction_fails_naming_records(planted, tmp_path):
-    planted.quarantine = QuarantineConfig(max_fraction=0.01, fail_on_overlap=False)
+    planted.quarantine = QuarantineConfig(max_fraction=0.01, overlap="quarantine")
     with pytest.raises(DataPolicyError) as err:
         prepare(planted, tmp_path)
     message = str(err.value)
@@ -112,9 +114,14 @@ def test_policy_max_fraction_fails_naming_records(planted, tmp_path):
 
 
 def test_policy_overlap_fails_even_under_the_fraction(planted, tmp_path):
-    planted.quarantine = QuarantineConfig(max_fraction=1.0, fail_on_overlap=True)
+    planted.quarantine = QuarantineConfig(max_fraction=1.0, overlap="fail")
     with pytest.raises(DataPolicyError, match=r"1 training image\(s\) also in a test set[\s\S]*planted/leak.png"):
         prepare(planted, tmp_path)
+
+
+def test_replaced_fail_on_overlap_key_names_its_successor():
+    with pytest.raises(ValidationError, match=re.escape("overlap: fail | exclude | quarantine")):
+        QuarantineConfig(fail_on_overlap=False)
 
 
 def test_benchmark_must_be_imported_first(tmp_path, monkeypatch, tiny_data_config):

@@ -196,7 +196,7 @@ def enforce_policy(cfg: DataConfig, quarantined: list[QuarantineRecord], candida
     if policy.excludes_overlap:  # excluded by choice: reported per dataset, not a data-quality failure
         quarantined = [q for q in quarantined if q.reason != TRAIN_TEST_OVERLAP]
         candidates -= len(overlap)
-    elif policy.fail_on_overlap and overlap:
+    elif policy.overlap == "fail" and overlap:
         problems.append(f"{len(overlap)} training image(s) also in a test set "
                         f"(data.quarantine.overlap is fail; set it to exclude to drop them):\n{_listing(overlap)}")
     fraction = len(quarantined) / max(candidates, 1)
