@@ -61,7 +61,7 @@ class _Interrupt(Exception):
     pass
 
 
-def _trainer(work_dir, kill_after_log_at: int | None = None):
+def _trainer(work_dir, kill_after_log_at: int | None = None, heldout: HeldOutConfig = HeldOutConfig(eval_steps=2)):
     """A plain transformers Trainer on a one-weight model (4 steps, a checkpoint every 2) with the stage's curves
     attached; the optional killer raises right after step ``kill_after_log_at`` is logged, before a checkpoint."""
     import torch
@@ -83,7 +83,7 @@ def _trainer(work_dir, kill_after_log_at: int | None = None):
     args = TrainingArguments(output_dir=str(work_dir), max_steps=4, save_steps=2, logging_steps=1, learning_rate=0.1,
                              per_device_train_batch_size=1, use_cpu=True, report_to="none", disable_tqdm=True)
     trainer = Trainer(model=Model(), args=args, train_dataset=[{"x": torch.tensor([1.0])}] * 4)
-    attach(trainer, "sft", HeldOutConfig(eval_steps=2), processor=None)
+    attach(trainer, "sft", heldout, processor=None)
     trainer.add_callback(Killer())
     return trainer
 
@@ -117,3 +117,27 @@ def test_resumed_run_keeps_every_curve_point_once(tmp_path, monkeypatch, dvc_del
     assert _steps(plots / "val/iqa/srcc.tsv") == [2, 4]
     summary = json.loads((live_dir / "metrics.json").read_text())
     assert summary["step"] == 4 and "srcc" in summary["val"]["iqa"]
+
+
+@pytest.mark.parametrize("score_sign, best_step, evaluations", [
+    (-1, 1, 4),  # best before the checkpoint resumed from: kept across the resume, its weights restored
+    (+1, 4, 4),  # best at step 3 of the interrupted run, after checkpoint-2: dropped, found again on the replay
+])
+def test_best_heldout_step_survives_a_resume(tmp_path, monkeypatch, score_sign, best_step, evaluations):
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(Path("data/manifests/val.jsonl"), [ManifestRecord(
+        id="v/1.jpg", image="1.jpg", root="v", task="iqa", dataset="v", split="train", score=1, score_100=1,
+        sha256="0" * 64)])
+    # The weight grows every step, so the score is best at the first evaluation (-1) or the last (+1).
+    monkeypatch.setattr(curves_module, "heldout_scores", lambda model, *_: {
+        "val/iqa/parse_rate": 1.0, "val/iqa/srcc": score_sign * model.w.item()})
+    work_dir, heldout = Path(".tatar/runs/sft/key"), HeldOutConfig(eval_steps=1, save_best=True)
+    with pytest.raises(_Interrupt):
+        fit(_trainer(work_dir, kill_after_log_at=3, heldout=heldout), work_dir, "sft")
+
+    trainer = _trainer(work_dir, heldout=heldout)
+    curves = next(c for c in trainer.callback_handler.callbacks if isinstance(c, curves_module.TrainingCurves))
+    fit(trainer, work_dir, "sft")
+    best = curves.restore_best(trainer.model)
+    assert best["step"] == best_step and curves.summary(1.0)["evaluations"] == evaluations
+    assert trainer.model.w.item() == pytest.approx(score_sign * best["mean_srcc"], abs=1e-4)  # that step's weights

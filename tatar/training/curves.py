@@ -13,12 +13,15 @@ before it trains on; points logged after that checkpoint are not in it and are l
 Every ``heldout.eval_steps`` and after the last step, the held-out validation split (``data/manifests/val.jsonl``,
 drawn by prepare) is scored greedily with the model being trained: SRCC, PLCC, parse rate and mean think words per
 task, logged as ``val/<task>/<metric>`` on the same curves. The time it takes is measured and reported by the
-stage. With ``heldout.save_best`` the weights of the step with the best mean validation SRCC are kept in memory
-and restored before the checkpoint is saved.
+stage. With ``heldout.save_best`` the weights of the step with the best mean validation SRCC are written to the
+run's work dir (``heldout-best/``) and restored before the checkpoint is saved; a resumed run keeps that best when it
+is no later than the step it resumes from (a later one came from the interrupted trajectory, which it replays).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from tatar.records import ManifestRecord, read_records
 CURVES_DIR = Path("data/curves")
 VAL_MANIFEST = Path("data/manifests/val.jsonl")
 TASKS = ("iqa", "iaa")
+BEST_DIR = "heldout-best"  # in the trainer's output dir (the run's work dir, removed once the stage has saved)
 
 
 def heldout_scores(model, processor, records: list[ManifestRecord], cfg: HeldOutConfig) -> dict[str, float]:
@@ -82,7 +86,7 @@ class TrainingCurves(DVCLiveCallback):
         self.seconds = 0.0  # spent scoring the held-out split
         self.evaluations = 0
         self.best: dict | None = None  # {"step", "mean_srcc"} of the best evaluation so far
-        self._best_state = None
+        self.best_dir: Path | None = None
 
     def setup(self, args, state, model):
         # Unlike transformers' callback, no params.yaml dump of the TrainingArguments: DVC tracks params.yaml.
@@ -105,18 +109,40 @@ class TrainingCurves(DVCLiveCallback):
         self.evaluations += 1
         score = mean_srcc(self.pending)
         if self.cfg.save_best and score is not None and (self.best is None or score > self.best["mean_srcc"]):
-            self.best = {"step": state.global_step, "mean_srcc": round(score, 4)}
-            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self._save_best(model, {"step": state.global_step, "mean_srcc": round(score, 4)})
         self.seconds += time.perf_counter() - start
         control.should_log = True  # log the scores at this step, next to the training values
         return control
 
     def on_train_begin(self, args, state, control, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
-        if state.is_world_process_zero and state.log_history:  # resumed: the checkpoint's points, up to its step
-            for entry in state.log_history:
-                self._log(entry["step"], {k: v for k, v in entry.items() if k != "step"})
-            self.live.make_summary()
+        self.best_dir = Path(args.output_dir) / BEST_DIR
+        if not state.is_world_process_zero or not state.log_history:
+            return
+        # Resumed: the checkpoint's points up to its step, and the evaluations and best step among them.
+        for entry in state.log_history:
+            self._log(entry["step"], {k: v for k, v in entry.items() if k != "step"})
+        self.live.make_summary()
+        self.evaluations = sum(any(k.startswith("val/") for k in entry) for entry in state.log_history)
+        saved = self.best_dir / "best.json"
+        best = json.loads(saved.read_text()) if self.cfg.save_best and saved.is_file() else None
+        if best is not None and best["step"] <= state.global_step:
+            self.best = best
+        else:
+            shutil.rmtree(self.best_dir, ignore_errors=True)
+
+    def _save_best(self, model, best: dict) -> None:
+        """Weights first, then best.json naming them: a crash in between leaves the previous best's json over
+        weights that are at least as good, never a json without its weights."""
+        import torch
+
+        from tatar.atomic_write import atomic_path, write_text
+
+        self.best_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.best_dir / "weights.pt") as tmp:
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        write_text(self.best_dir / "best.json", json.dumps(best))
+        self.best = best
 
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
         if self.pending and state.log_history:
@@ -141,9 +167,11 @@ class TrainingCurves(DVCLiveCallback):
     def restore_best(self, model) -> dict | None:
         """With ``save_best``: load the best step's weights into ``model`` (before it is saved); returns
         {"step", "mean_srcc"} for lineage, or None."""
-        if self._best_state is None:
+        if self.best is None:
             return None
-        model.load_state_dict(self._best_state)
+        import torch
+
+        model.load_state_dict(torch.load(self.best_dir / "weights.pt", weights_only=True))
         return self.best
 
     def summary(self, train_seconds: float) -> dict:
