@@ -34,7 +34,7 @@ class SyntheticConfig(Section):
     test_sources: list[str] = Field(default_factory=lambda: ["chelsea", "rocket", "coffee"])
     # Distortion names from tatar.data.synthetic_iqa.DISTORTIONS, each rendered at levels 1..iqa_levels.
     iqa_distortions: list[str] = Field(
-        default_factory=lambda: ["gaussian_blur", "gaussian_noise", "jpeg", "brighten", "darken", "desaturate"]
+        default_factory=lambda: ["gaussian_blur", "brighten", "darken", "contrast_decrease"]
     )
     iqa_levels: int = Field(default=5, ge=1)
     # (distortion, level) pairs drawn per reference image (seeded); 0 renders the full grid.
