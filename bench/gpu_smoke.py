@@ -7,6 +7,9 @@ memory and evaluation throughput; it says nothing about quality. Run from the pr
 
     python bench/gpu_smoke.py --out gpu_smoke.json [--sft-steps 4 --grpo-steps 2]
 
+Order: build the base, time evaluation on it (random weights never stop early, so every answer runs to
+``--eval-max-new-tokens``: a worst-case throughput), then SFT and GRPO (``--final-eval``: evaluate the GRPO checkpoint too).
+
 Figures recorded in bench/GPU_RESULTS.md.
 """
 
@@ -49,7 +52,7 @@ def gpu_peak_gib() -> float:
 
 
 # --dry-run: the same script with a small model on the CPU, to check it before spending GPU time.
-DRY_TEXT = dict(vocab_size=2048, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+DRY_TEXT = dict(vocab_size=3072, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=4096)
 DRY_VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=128,
                   fullatt_block_indexes=[1])
@@ -92,10 +95,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("gpu_smoke.json"))
     ap.add_argument("--sft-steps", type=int, default=4)
     ap.add_argument("--grpo-steps", type=int, default=2)
-    ap.add_argument("--eval-images", type=int, default=64)
+    ap.add_argument("--eval-batch", type=int, default=32, help="eval.batch_size (the CPU default is 32 too)")
+    ap.add_argument("--eval-max-new-tokens", type=int, default=256, help="the paper's generation budget")
+    ap.add_argument("--runs-dir", type=Path, default=None,
+                    help="put .tatar/runs (trainer checkpoints with optimizer state, ~50 GB at 7B) there, "
+                         "e.g. /dev/shm/runs when the disk is short")
     ap.add_argument("--base-dir", type=Path, default=Path(".tatar/gpu/base7b"),
                     help="where the random 7B base is saved (16 GB; e.g. /dev/shm when disk is short)")
     ap.add_argument("--eval-benchmarks", nargs="*", default=None, help="subset of eval.benchmarks to time")
+    ap.add_argument("--final-eval", action="store_true", help="also evaluate the GRPO checkpoint (same speed)")
     ap.add_argument("--skip-data", action="store_true", help="reuse data/manifests and data/corpus if present")
     ap.add_argument("--dry-run", action="store_true", help="small model on the CPU: check the script itself")
     args = ap.parse_args()
@@ -123,6 +131,19 @@ def main() -> None:
     record(out, "base_params_billion", round(build_real_size_base(params, base_dir, args.dry_run) / 1e9, 2))
     record(out, "base_build_and_save_s", round(time.perf_counter() - t, 1))
 
+    e = params.eval
+    e.batch_size, e.max_new_tokens = args.eval_batch, 16 if args.dry_run else args.eval_max_new_tokens
+    if args.eval_benchmarks:
+        e.benchmarks = args.eval_benchmarks
+    timed_eval(out, params, "eval_base", checkpoint=base_dir)
+
+    if args.runs_dir:
+        args.runs_dir.mkdir(parents=True, exist_ok=True)
+        runs = Path(".tatar/runs")
+        if runs.is_symlink() or runs.exists():
+            shutil.rmtree(runs) if runs.is_dir() and not runs.is_symlink() else runs.unlink()
+        runs.parent.mkdir(parents=True, exist_ok=True)
+        runs.symlink_to(args.runs_dir.resolve())
     params.model.base = str(base_dir)
     params.model.max_pixels = 12544 if args.dry_run else 448 * 448
     _call(STAGES["base_model"])(params)
@@ -130,6 +151,7 @@ def main() -> None:
     s = params.sft
     s.max_steps, s.per_device_batch_size, s.bf16, s.gradient_checkpointing = args.sft_steps, 4, bf16, bf16
     s.logging_steps, s.check_samples, s.check_max_new_tokens = 1, 4, 64
+    s.heldout.eval_steps = 0  # the evaluate stage below times generation; keep device minutes for it
     reset_peak()
     t = time.perf_counter()
     _call(STAGES["sft"])(params)
@@ -137,10 +159,12 @@ def main() -> None:
     record(out, "sft_peak_gib", gpu_peak_gib())
     record(out, "sft_training", json.loads(Path("data/models/sft/sft_check.json").read_text()).get("training"))
     shutil.rmtree(base_dir, ignore_errors=True)  # disk: three 16 GB checkpoints do not fit beside each other
+    shutil.rmtree(".tatar/runs/sft", ignore_errors=True)  # SFT's resumable checkpoint (~50 GB): not needed now
 
     g = params.grpo
     g.max_steps, g.num_generations, g.max_completion_length = args.grpo_steps, 8, 128
     g.per_device_batch_size, g.prompts_per_generation, g.bf16, g.gradient_checkpointing = 32, 4, bf16, bf16
+    g.heldout.eval_steps = 0
     reset_peak()
     t = time.perf_counter()
     _call(STAGES["grpo"])(params)
@@ -150,18 +174,28 @@ def main() -> None:
         "data/models/grpo/grpo_log.json").exists() else {}
     record(out, "grpo_training", {k: v for k, v in log.items() if k != "log"})
     shutil.rmtree("data/models/sft", ignore_errors=True)
+    shutil.rmtree(".tatar/runs/grpo", ignore_errors=True)
 
-    e = params.eval
-    e.batch_size, e.max_new_tokens = 16, 16 if args.dry_run else 128
-    if args.eval_benchmarks:
-        e.benchmarks = args.eval_benchmarks
-    reset_peak()
+    if args.final_eval:
+        timed_eval(out, params, "eval_grpo", checkpoint=Path("data/models/grpo"))
+
+
+def timed_eval(out: Path, params, key: str, checkpoint: Path) -> None:
+    """The evaluate stage on ``checkpoint``: wall time, peak GPU memory, images/s and parse rate per benchmark."""
+    import torch
+
+    from tatar.cli import STAGES, _call
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    params.eval.checkpoint = str(checkpoint)
     t = time.perf_counter()
     _call(STAGES["evaluate"])(params)
-    record(out, "eval_stage_s", round(time.perf_counter() - t, 1))
-    record(out, "eval_peak_gib", gpu_peak_gib())
+    record(out, f"{key}_stage_s", round(time.perf_counter() - t, 1))
+    record(out, f"{key}_peak_gib", gpu_peak_gib())
     metrics = json.loads(Path("data/eval/metrics.json").read_text())
-    record(out, "eval_images_per_s", {k: v.get("images_per_s") for k, v in metrics.get("benchmarks", {}).items()})
+    record(out, f"{key}_benchmarks", {k: {f: v.get(f) for f in ("n", "seconds", "images_per_s", "parse_failure_rate")}
+                                      for k, v in metrics.get("benchmarks", {}).items()})
 
 
 if __name__ == "__main__":
