@@ -8,7 +8,8 @@ memory and evaluation throughput; it says nothing about quality. Run from the pr
     python bench/gpu_smoke.py --out gpu_smoke.json [--sft-steps 4 --grpo-steps 2]
 
 Order: build the base, time evaluation on it (random weights never stop early, so every answer runs to
-``--eval-max-new-tokens``: a worst-case throughput), then SFT and GRPO (``--final-eval``: evaluate the GRPO checkpoint too).
+``--eval-max-new-tokens``: a worst-case throughput), then SFT and GRPO (``--final-eval``: evaluate the GRPO
+checkpoint too).
 
 Figures recorded in bench/GPU_RESULTS.md.
 """
@@ -75,8 +76,8 @@ def build_real_size_base(params, base_dir: Path, dry_run: bool = False) -> int:
                 pad_token_id=tiny_cfg["text_config"]["pad_token_id"], bos_token_id=None,
                 rope_parameters={"rope_type": "default", "rope_theta": 1e6,
                                  "mrope_section": [4, 6, 6] if dry_run else [16, 24, 24]})
-    config = Qwen2_5_VLConfig(text_config=text, vision_config=DRY_VISION if dry_run else QWEN25_VL_7B_VISION, tie_word_embeddings=False,
-                              **special)
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=DRY_VISION if dry_run else QWEN25_VL_7B_VISION,
+                              tie_word_embeddings=False, **special)
     torch.manual_seed(0)
     with torch.device("cpu" if dry_run else "cuda"):
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
