@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--base-dir", type=Path, default=Path(".tatar/gpu/base7b"),
                     help="where the random 7B base is saved (16 GB; e.g. /dev/shm when disk is short)")
     ap.add_argument("--eval-benchmarks", nargs="*", default=None, help="subset of eval.benchmarks to time")
+    ap.add_argument("--no-base-eval", action="store_true", help="skip timing evaluation on the random base")
     ap.add_argument("--final-eval", action="store_true", help="also evaluate the GRPO checkpoint (same speed)")
     ap.add_argument("--skip-data", action="store_true", help="reuse data/manifests and data/corpus if present")
     ap.add_argument("--dry-run", action="store_true", help="small model on the CPU: check the script itself")
@@ -136,7 +137,8 @@ def main() -> None:
     e.batch_size, e.max_new_tokens = args.eval_batch, 16 if args.dry_run else args.eval_max_new_tokens
     if args.eval_benchmarks:
         e.benchmarks = args.eval_benchmarks
-    timed_eval(out, params, "eval_base", checkpoint=base_dir)
+    if not args.no_base_eval:
+        timed_eval(out, params, "eval_base", checkpoint=base_dir)
 
     if args.runs_dir:
         args.runs_dir.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,19 @@ the Qwen2-VL image processor with a small pixel budget. ``load_model_and_process
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tatar.config import ModelConfig, Params, TinyModelConfig
 from tatar.errors import TatarError
 from tatar.prompts import QUESTIONS, SYSTEM_PROMPT
 from tatar.records import ATTRIBUTES, write_json
+
+# transformers 5 loads every model with use_kernels=True once the `kernels` package is installed (a transformers
+# dependency), and on a GPU model.train() / .eval() then fetch kernels from the Hub: a download at run time, and
+# an error offline (seen on an H200, bench/GPU_RESULTS.md). Off unless the user sets USE_HUB_KERNELS=YES; this
+# also reaches the models TRL loads itself (GRPO's reference model).
+os.environ.setdefault("USE_HUB_KERNELS", "NO")
 
 BASE_DIR = Path("data/models/base")
 # Written by stage base_model when model.base names an existing model instead of "tiny".

@@ -38,6 +38,16 @@ def test_loads_back_as_auto_classes(tiny):
     assert model.num_parameters() < 2_000_000
 
 
+def test_hub_kernels_are_off_unless_asked_for(tiny, tiny_model_dir, monkeypatch):
+    # transformers turns them on by default when `kernels` is installed; on a GPU they download at run time
+    model, _ = tiny
+    assert model.use_kernels is False
+    pytest.importorskip("kernels")
+    monkeypatch.setenv("USE_HUB_KERNELS", "YES")
+    model, _ = load_model_and_processor(tiny_model_dir)
+    assert model.use_kernels is True
+
+
 def test_contract_tags_are_ordinary_tokens(tiny):
     """Special tokens vanish from TRL's decoded completions; the contract tags must survive decoding."""
     tokenizer = tiny[1].tokenizer
