@@ -41,7 +41,7 @@ class SyntheticConfig(Section):
     iqa_per_source: int = Field(default=16, ge=0)
     iaa_variants_per_source: int = Field(default=4, ge=1)
     # Scenes per photograph: crop 0 is the whole frame, others seeded sub-windows.
-    crops_per_source: int = Field(default=4, ge=1)
+    crops_per_source: int = Field(default=8, ge=1)
 
 
 class TrainSetConfig(Section):
