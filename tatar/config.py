@@ -279,6 +279,7 @@ class SFTConfig(Section):
     epochs: float = 2.0
     max_steps: int = -1
     learning_rate: float = 1e-5
+    weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled decay (transformers' default 0)
     per_device_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     warmup: float = 0.03

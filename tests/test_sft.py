@@ -10,7 +10,7 @@ from tatar.config import SFTConfig, ThinkDropoutConfig
 from tatar.parsing import format_target, parse_answer, think_words
 from tatar.records import RationaleRecord, TeacherIdentity
 from tatar.training.common import incomplete_checkpoints, last_checkpoint, run_dir
-from tatar.training.sft import build_examples, dropout_summary, step_tasks
+from tatar.training.sft import build_examples, dropout_summary, step_tasks, trainer_args
 
 TEACHER = TeacherIdentity(model="t", prompt_version="v1", temperature=0.0, top_p=1.0, max_tokens=10)
 
@@ -98,6 +98,12 @@ def test_stream_is_seeded_and_covers_each_pass():
 def test_empty_corpus_is_an_error():
     with pytest.raises(ValueError, match="no records"):
         build_examples([], SFTConfig())
+
+
+def test_trainer_args_follow_the_params(tmp_path):
+    args = trainer_args(SFTConfig(learning_rate=1e-3, weight_decay=0.05, warmup=0.1, seed=7), tmp_path)
+    assert (args.learning_rate, args.weight_decay, args.warmup_steps, args.seed) == (1e-3, 0.05, 0.1, 7)
+    assert trainer_args(SFTConfig(), tmp_path).weight_decay == 0.0  # transformers' default unless set
 
 
 def test_run_dir_key_and_last_complete_checkpoint(tmp_path):

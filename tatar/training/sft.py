@@ -145,6 +145,7 @@ def trainer_args(cfg: SFTConfig, work_dir: Path):
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup,  # a fraction < 1 is a share of the total steps (transformers 5)
         train_sampling_strategy="sequential",  # keep the interleaved order build_examples drew
         assistant_only_loss=True,
