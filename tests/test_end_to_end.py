@@ -202,8 +202,9 @@ def test_data_change_reruns_exactly_the_affected_stages(project):
     assert after > before
     assert last_run(project) == {"prepare": "ran", "rationales": "ran", "base_model": "skipped", "validate": "ran"}
     metrics = json.loads((project / "data/rationales/metrics.json").read_text())
-    # Only the new records went to the teacher; every earlier one came from the record cache.
-    assert metrics["outcomes"]["generated"] == after - before, metrics
-    assert metrics["outcomes"]["cached"] == before, metrics
+    # Only new records went to the teacher; every earlier one came from the record cache. A new IAA record can hit
+    # the cache too: its prompt is text only (score and attribute notes), and two images may share one.
+    outcomes = metrics["outcomes"]
+    assert 0 < outcomes["generated"] <= after - before and outcomes["generated"] + outcomes["cached"] == after, metrics
     stale = json.loads(sh(*DVC, "status", "--json", cwd=project).stdout)
     assert {name.split(":")[-1] for name in stale} == {"sft", "grpo", "evaluate"}, stale
