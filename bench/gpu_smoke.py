@@ -44,6 +44,13 @@ def record(out: Path, key: str, value) -> None:
     print(f"[smoke] {key}: {value}", flush=True)
 
 
+def reset_gpu_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def gpu_peak_gib() -> float:
     import torch
 
@@ -117,7 +124,6 @@ def main() -> None:
     from tatar.config import load_params
 
     record(out, "device", "cpu (dry run)" if args.dry_run else torch.cuda.get_device_name(0))
-    reset_peak = (lambda: None) if args.dry_run else torch.cuda.reset_peak_memory_stats
     bf16 = "false" if args.dry_run else "true"
     params = load_params()
     base_dir = args.base_dir
@@ -143,8 +149,9 @@ def main() -> None:
     if args.runs_dir:
         args.runs_dir.mkdir(parents=True, exist_ok=True)
         runs = Path(".tatar/runs")
-        if runs.is_symlink() or runs.exists():
-            shutil.rmtree(runs) if runs.is_dir() and not runs.is_symlink() else runs.unlink()
+        if runs.is_symlink():
+            runs.unlink()
+        shutil.rmtree(runs, ignore_errors=True)
         runs.parent.mkdir(parents=True, exist_ok=True)
         runs.symlink_to(args.runs_dir.resolve())
     params.model.base = str(base_dir)
@@ -155,7 +162,7 @@ def main() -> None:
     s.max_steps, s.per_device_batch_size, s.bf16, s.gradient_checkpointing = args.sft_steps, 4, bf16, bf16
     s.logging_steps, s.check_samples, s.check_max_new_tokens = 1, 4, 64
     s.heldout.eval_steps = 0  # the evaluate stage below times generation; keep device minutes for it
-    reset_peak()
+    reset_gpu_peak()
     t = time.perf_counter()
     _call(STAGES["sft"])(params)
     record(out, "sft_stage_s", round(time.perf_counter() - t, 1))
@@ -168,7 +175,7 @@ def main() -> None:
     g.max_steps, g.num_generations, g.max_completion_length = args.grpo_steps, 8, 128
     g.per_device_batch_size, g.prompts_per_generation, g.bf16, g.gradient_checkpointing = 32, 4, bf16, bf16
     g.heldout.eval_steps = 0
-    reset_peak()
+    reset_gpu_peak()
     t = time.perf_counter()
     _call(STAGES["grpo"])(params)
     record(out, "grpo_stage_s", round(time.perf_counter() - t, 1))
@@ -185,12 +192,9 @@ def main() -> None:
 
 def timed_eval(out: Path, params, key: str, checkpoint: Path) -> None:
     """The evaluate stage on ``checkpoint``: wall time, peak GPU memory, images/s and parse rate per benchmark."""
-    import torch
-
     from tatar.cli import STAGES, _call
 
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    reset_gpu_peak()
     params.eval.checkpoint = str(checkpoint)
     t = time.perf_counter()
     _call(STAGES["evaluate"])(params)
