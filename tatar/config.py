@@ -42,6 +42,8 @@ class SyntheticConfig(Section):
     iaa_variants_per_source: int = Field(default=4, ge=1)
     # Scenes per photograph: crop 0 is the whole frame, others seeded sub-windows.
     crops_per_source: int = Field(default=8, ge=1)
+    # Procedural dead-leaves scenes added to the training photographs (tatar.data.dead_leaves), cropped alike.
+    dead_leaves: int = Field(default=4, ge=0)
 
 
 class TrainSetConfig(Section):

@@ -1,6 +1,7 @@
 """Source photographs of the embedded default: scikit-image's bundled colour photographs and matplotlib's sample
-portrait (both ship inside the installed packages, so they load offline), plus the small image helpers the
-synthetic builders share (seeded RNGs, crops, resizing, PNG writing)."""
+portrait (both ship inside the installed packages, so they load offline) and procedural dead-leaves scenes
+(``dead_leaves_<k>``, tatar.data.dead_leaves), plus the small image helpers the synthetic builders share (seeded
+RNGs, crops, resizing, PNG writing)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from tatar.atomic_write import write_bytes
+from tatar.data import dead_leaves
 from tatar.errors import ConfigValueError
 
 PHOTOS: dict[str, Callable[[], np.ndarray]] = {
@@ -72,10 +74,16 @@ def split_sources(sources: list[str], test_sources: list[str]) -> tuple[list[str
     return train, test
 
 
+def subject(name: str) -> str:
+    """What a source shows, for the IAA "theme" attribute."""
+    return dead_leaves.SUBJECT if dead_leaves.index_of(name) is not None else SUBJECTS[name]
+
+
 @cache
 def load_photo(name: str) -> np.ndarray:
-    """RGB uint8 photograph (read-only: callers copy)."""
-    photo = np.ascontiguousarray(PHOTOS[name]()[..., :3])
+    """RGB uint8 photograph or dead-leaves scene (read-only: callers copy)."""
+    index = dead_leaves.index_of(name)
+    photo = dead_leaves.dead_leaves(index) if index is not None else np.ascontiguousarray(PHOTOS[name]()[..., :3])
     photo.setflags(write=False)
     return photo
 

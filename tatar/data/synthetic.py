@@ -5,8 +5,8 @@ Layout under ``out_dir`` (``data/synthetic`` in the pipeline)::
     iqa/{train,test}/<photo>_c<crop>_<distortion>_<level>.png   KADID-style distortions, full-reference MOS
     iaa/{train,test}/<photo>_c<crop>_v<variant>.png             framing/tilt/exposure/colour/clutter variants
 
-Train and test come from disjoint photographs (``data.synthetic.test_sources``). The same seed and sizes give
-byte-identical files.
+Train and test come from disjoint photographs (``data.synthetic.test_sources``); ``data.synthetic.dead_leaves``
+procedural scenes join the training side only. The same seed and sizes give byte-identical files.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from tatar.config import SyntheticConfig
+from tatar.data import dead_leaves
 from tatar.data.checks import RawRow
 from tatar.data.sources import split_sources
 from tatar.data.synthetic_iaa import build_iaa
@@ -25,6 +26,7 @@ def build_synthetic(cfg: SyntheticConfig, seed: int, out_dir: Path) -> list[RawR
     """Render both synthetic sets into ``out_dir`` (replacing what was there) and return their rows; each row's
     root is ``out_dir/iqa`` or ``out_dir/iaa`` as given (relative stays relative)."""
     train, test = split_sources(cfg.sources, cfg.test_sources)
+    train += dead_leaves.names(cfg.dead_leaves)
     rows: list[RawRow] = []
     for task, build in (("iqa", build_iqa), ("iaa", build_iaa)):
         root = out_dir / task

@@ -31,7 +31,7 @@ from skimage.color import rgb2lab
 from tatar.config import SyntheticConfig
 from tatar.data.checks import RawRow
 from tatar.data.registry import SYNTHETIC_SCALE
-from tatar.data.sources import SUBJECTS, crop_window, load_photo, resize, rng_for, save_png, to_uint8
+from tatar.data.sources import crop_window, load_photo, resize, rng_for, save_png, subject, to_uint8
 
 DATASET = "synthetic_iaa"
 WEIGHTS = {"composition": 0.30, "tilt": 0.15, "exposure": 0.20, "colour": 0.15, "clutter": 0.20}
@@ -279,7 +279,7 @@ def attribute_texts(source: str, plan: Plan, m: dict[str, float], clean: dict[st
         "technical_execution": (f"Technically, {'; '.join(faults)}." if faults else
                                 "Technically clean: exposure, colour balance and a level horizon are all sound.")
                                + f" Focus is {detail}.",
-        "theme": f"The image presents {SUBJECTS[source]}; "
+        "theme": f"The image presents {subject(source)}; "
                  + ("the message comes across clearly." if score >= 55 else
                     "the subject is there, but the handling weakens its message."),
         "emotion": f"The mood is {mood}, "
