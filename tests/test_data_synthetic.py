@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tatar.config import SyntheticConfig
+from tatar.data import dead_leaves
 from tatar.data.sources import PHOTOS, SUBJECTS, load_photo, resize, split_sources, to_uint8
 from tatar.data.synthetic import build_synthetic
 from tatar.data.synthetic_iaa import Plan, frame, measure, sub_scores, subject_point
@@ -111,3 +112,25 @@ def test_subject_point_follows_the_detail():
     image[8:20, 40:56] = np.random.default_rng(0).random((12, 16, 3))  # texture in the upper right
     x, y = subject_point(image)
     assert x > 0.55 and y < 0.4
+
+
+def test_dead_leaves_scenes_are_deterministic_full_frame_and_distinct():
+    a, b, other = (dead_leaves.dead_leaves(i, size=128) for i in (0, 0, 1))
+    assert a.shape == (128, 128, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, other)
+    assert len(np.unique(a.reshape(-1, 3), axis=0)) > 20  # many discs, not a flat frame
+    assert (dead_leaves.index_of("dead_leaves_3"), dead_leaves.index_of("dead_leaves_x"),
+            dead_leaves.index_of("astronaut")) == (3, None, None)
+
+
+def test_dead_leaves_join_the_training_side_only(tmp_path):
+    cfg = SyntheticConfig(image_size=48, sources=["astronaut", "chelsea"], test_sources=["chelsea"],
+                          iqa_per_source=2, iaa_variants_per_source=1, crops_per_source=2, dead_leaves=2)
+    rows = build_synthetic(cfg, 0, tmp_path)
+    source = lambda r: r.image.split("/")[1].split("_c")[0]  # noqa: E731
+    assert {source(r) for r in rows if r.split == "train"} == {"astronaut", "dead_leaves_0", "dead_leaves_1"}
+    assert {source(r) for r in rows if r.split == "test"} == {"chelsea"}
+    leaves = [r for r in rows if source(r).startswith("dead_leaves")]
+    assert {r.task for r in leaves} == {"iqa", "iaa"} and len(leaves) == 2 * 2 * (2 + 1)
+    assert all(dead_leaves.SUBJECT in r.attributes["theme"] for r in leaves if r.task == "iaa")
+    assert all((tmp_path / r.task / r.image).is_file() for r in leaves)
