@@ -43,7 +43,7 @@ class SyntheticConfig(Section):
     # Scenes per photograph: crop 0 is the whole frame, others seeded sub-windows.
     crops_per_source: int = Field(default=8, ge=1)
     # Procedural dead-leaves scenes added to the training photographs (tatar.data.dead_leaves), cropped alike.
-    dead_leaves: int = Field(default=4, ge=0)
+    dead_leaves: int = Field(default=0, ge=0)
 
 
 class TrainSetConfig(Section):

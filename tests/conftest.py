@@ -33,7 +33,7 @@ def tiny_synthetic_config():
 
     return DataConfig(synthetic=SyntheticConfig(
         image_size=64, sources=["astronaut", "retina", "chelsea"], test_sources=["chelsea"],
-        iqa_per_source=6, iaa_variants_per_source=6, crops_per_source=1, dead_leaves=0))
+        iqa_per_source=6, iaa_variants_per_source=6, crops_per_source=1))
 
 
 @pytest.fixture
