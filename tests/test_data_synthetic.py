@@ -114,7 +114,7 @@ def test_subject_point_follows_the_detail():
     assert x > 0.55 and y < 0.4
 
 
-def test_dead_leaves_scenes_are_deterministic_full_frame_and_distinct():
+def test_dead_leaves_scenes_are_deterministic_varied_and_distinct():
     a, b, other = (dead_leaves.dead_leaves(i, size=128) for i in (0, 0, 1))
     assert a.shape == (128, 128, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b) and not np.array_equal(a, other)
