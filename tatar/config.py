@@ -293,6 +293,9 @@ class SFTConfig(Section):
     # Loss path: TRL's tiled LM head (flat GPU memory) or plain (the LM head on labelled positions only);
     # auto = tiled on a GPU, plain on a CPU.
     lm_head: Literal["auto", "tiled", "plain"] = "auto"
+    # > 0: an answer's tens digit learns the mass N(MOS, score_sigma^2) puts on each decade instead of a one-hot
+    # target (DeQA-Score's soft labels; tatar.training.soft_scores). In MOS points on 0-100; 0 = one-hot.
+    score_sigma: float = Field(0.0, ge=0)
     think_dropout: ThinkDropoutConfig = ThinkDropoutConfig()
     max_length: int | None = 2048
     lora: LoraConfig = LoraConfig()

@@ -162,3 +162,27 @@ def test_plain_loss_on_cpu_equals_trls_tiled_loss(project):
             assert summed == pytest.approx(own.loss.item() / 2, rel=1e-5)
             assert own.logits.shape[1] == inputs["labels"].shape[1]  # ... which projects every position
     assert losses["plain"] == pytest.approx(losses["tiled"], rel=1e-4)
+
+
+def test_score_sigma_takes_the_plain_loss_and_softens_only_the_tens_digits(project):
+    """sft.score_sigma needs the tens digits' logits, so it takes the plain loss even where lm_head says tiled;
+    a vanishing sigma gives the one-hot loss back, a wide one changes it (the batch holds IQA answers)."""
+    from trl import SFTTrainer
+
+    from tatar.modeling import BASE_DIR, load_from_config
+
+    p = params()
+    soft = p.sft.model_copy(update={"lm_head": "tiled", "score_sigma": 8.0})
+    assert sft.trainer_class(soft).compute_loss is not SFTTrainer.compute_loss
+    examples = [e for e in sft.build_examples(sft.load_corpus(), p.sft) if e.record.task == "iqa"][:6]
+    losses = {}
+    for sigma in (0.0, 1e-4, 8.0):
+        cfg = p.sft.model_copy(update={"score_sigma": sigma})
+        model, processor = load_from_config(BASE_DIR, p.model)
+        trainer = sft.trainer_class(cfg)(model=model, args=sft.trainer_args(cfg, project / str(sigma)),
+                                         train_dataset=sft.to_dataset(examples), processing_class=processor)
+        inputs = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(6)]))
+        assert len(trainer.soft_scores.find(inputs["labels"][:, 1:])) == 6 if sigma else trainer.soft_scores is None
+        losses[sigma] = trainer.compute_loss(trainer.model, inputs).item()
+    assert losses[1e-4] == pytest.approx(losses[0.0], rel=1e-5)
+    assert abs(losses[8.0] - losses[0.0]) > 1e-4  # the random model is near uniform: small, but not nothing

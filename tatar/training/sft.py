@@ -37,6 +37,7 @@ from tatar.records import (
     teachers_of,
     write_json,
 )
+from tatar.training.soft_scores import SoftScoreLabels
 
 CORPUS = Path("data/corpus/corpus.jsonl")
 OUT_DIR = Path("data/models/sft")
@@ -160,7 +161,8 @@ def trainer_class(cfg: SFTConfig):
     ``sft.lm_head`` says plain (``auto``: on a CPU) one that also applies the LM head at labelled positions only
     (``answer_token_loss``): TRL's tiled LM head keeps GPU memory flat on large vocabularies but makes a CPU step of
     the tiny model ~2.6x slower (``tatar bench lm-head``). The plain loss logs no entropy, token accuracy or token
-    count."""
+    count. ``sft.score_sigma`` > 0 takes the plain loss on any device: its soft labels need the logits of the
+    answers' tens digits, which the tiled head never materialises (a few rows per example: little GPU memory)."""
     from trl import SFTTrainer
 
     from tatar.training.common import cuda_available
@@ -175,12 +177,17 @@ def trainer_class(cfg: SFTConfig):
             pc = getattr(self.accelerator, "parallelism_config", None)
             self.model_accepts_loss_kwargs = not (pc is not None and pc.sp_enabled)
 
-    if cfg.lm_head == "tiled" or (cfg.lm_head == "auto" and cuda_available()):
+    if not cfg.score_sigma and (cfg.lm_head == "tiled" or (cfg.lm_head == "auto" and cuda_available())):
         return TokenWeightedSFTTrainer
 
     class PlainLossSFTTrainer(TokenWeightedSFTTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+            self.soft_scores = SoftScoreLabels(tokenizer, cfg.score_sigma) if cfg.score_sigma else None
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, outputs = answer_token_loss(model, inputs, num_items_in_batch)
+            loss, outputs = answer_token_loss(model, inputs, num_items_in_batch, self.soft_scores)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as Trainer: DDP averages it
             return (loss, outputs) if return_outputs else loss
@@ -188,10 +195,11 @@ def trainer_class(cfg: SFTConfig):
     return PlainLossSFTTrainer
 
 
-def answer_token_loss(model, inputs: dict, num_items_in_batch=None):
+def answer_token_loss(model, inputs: dict, num_items_in_batch=None, soft: SoftScoreLabels | None = None):
     """The model's causal-LM loss, with the LM head applied only where a label is: a mixed batch's prompts and
     padding (and all but ~10 positions of an IQA example) never reach the vocabulary projection. Same value as
-    ``model(**inputs).loss`` (tested); sum over label tokens / ``num_items_in_batch`` when the trainer counts them."""
+    ``model(**inputs).loss`` (tested); sum over label tokens / ``num_items_in_batch`` when the trainer counts them.
+    With ``soft``, answers' tens digits learn soft labels (``sft.score_sigma``)."""
     import torch
     import torch.nn.functional as F
 
@@ -200,7 +208,10 @@ def answer_token_loss(model, inputs: dict, num_items_in_batch=None):
     targets[:, :-1] = labels[:, 1:]  # position t predicts token t+1
     keep = targets != -100
     outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False, logits_to_keep=keep)
-    loss = F.cross_entropy(outputs.logits.float(), targets[keep].to(outputs.logits.device), reduction="sum")
+    if soft is not None:
+        loss = soft.loss(outputs.logits, targets, keep)
+    else:
+        loss = F.cross_entropy(outputs.logits.float(), targets[keep].to(outputs.logits.device), reduction="sum")
     return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)), outputs
 
 
