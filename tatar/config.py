@@ -269,6 +269,14 @@ class HeldOutConfig(Section):
     save_best: bool = False  # keep the weights of the step with the best mean validation SRCC, not the last
 
 
+class VisionWarmupConfig(Section):
+    """Before SFT, fit a randomly initialised vision tower to the training IQA images' MOS (tatar.training.vision)."""
+
+    steps: int = Field(0, ge=0)  # 0: no warm-up (a pretrained tower needs none)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+
+
 class ThinkDropoutConfig(Section):
     """Asymmetric thought dropout: probability that a target drops its <think> block (answer only)."""
 
@@ -296,6 +304,9 @@ class SFTConfig(Section):
     # > 0: an answer's tens digit learns the mass N(MOS, score_sigma^2) puts on each decade instead of a one-hot
     # target (DeQA-Score's soft labels; tatar.training.soft_scores). In MOS points on 0-100; 0 = one-hot.
     score_sigma: float = Field(0.0, ge=0)
+    vision_warmup: VisionWarmupConfig = VisionWarmupConfig()
+    # Keep the vision tower's weights fixed through SFT (the warmed-up or pretrained tower is what the LLM reads).
+    freeze_vision: bool = False
     think_dropout: ThinkDropoutConfig = ThinkDropoutConfig()
     max_length: int | None = 2048
     lora: LoraConfig = LoraConfig()

@@ -229,11 +229,16 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     ``on_trainer(trainer, processor)``, when given, inspects the ready trainer before training (``tatar overfit``)."""
     from tatar.training.common import fit, peft_lora_config, save_checkpoint
     from tatar.training.curves import attach
+    from tatar.training.vision import freeze_vision, warm_up_vision
 
     cfg = params.sft
     # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
     args = trainer_args(cfg, work_dir)
     model, processor = load_from_config(BASE_DIR, params.model)
+    warmup = warm_up_vision(model, processor, [e.record for e in examples], cfg.vision_warmup, cfg.seed) \
+        if cfg.vision_warmup.steps else None
+    if cfg.freeze_vision:
+        freeze_vision(model)
     trainer = trainer_class(cfg)(model=model, args=args, train_dataset=to_dataset(examples),
                                  processing_class=processor, peft_config=peft_lora_config(cfg.lora))
     curves = attach(trainer, "sft", cfg.heldout, processor)
@@ -243,7 +248,7 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     curves.restore_best(trainer.model)
     kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(BASE_DIR))
     return {"checkpoint": kind, "steps": result.global_step, "train_loss": round(result.training_loss, 4),
-            "seconds": seconds, "resumed_from": resume, "heldout": curves.summary(seconds),
+            "seconds": seconds, "resumed_from": resume, "heldout": curves.summary(seconds), "vision_warmup": warmup,
             "is_main_process": trainer.accelerator.is_main_process}
 
 
@@ -298,6 +303,9 @@ def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report
         "thought dropout": f"IQA {cfg.think_dropout.iqa}, IAA {cfg.think_dropout.iaa} "
                            f"(drawn: {json.dumps(summary)})",
         "task mixing": f"p_iqa = {cfg.p_iqa}",
+        "vision tower": ("warmed up on IQA MOS ({steps} steps, SRCC {train_srcc} on {images} images), "
+                         .format(**facts["vision_warmup"]) if facts.get("vision_warmup") else "")
+                        + ("frozen through SFT" if cfg.freeze_vision else "trained with the rest"),
         "teachers": describe_teachers(facts.get("teachers", {})),
         "steps / train loss": f"{facts['steps']} / {facts['train_loss']}",
         "lineage": "`lineage.json` (corpus and base hashes, params, packages, git commit)",
