@@ -235,8 +235,12 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
     args = trainer_args(cfg, work_dir)
     model, processor = load_from_config(BASE_DIR, params.model)
-    warmup = warm_up_vision(model, processor, [e.record for e in examples], cfg.vision_warmup, cfg.seed) \
-        if cfg.vision_warmup.steps else None
+    warmup = None
+    if cfg.vision_warmup.steps:
+        if params.model.base != "tiny":
+            print(f"sft: WARNING sft.vision_warmup re-fits the vision tower of {params.model.base} to the IQA MOS "
+                  "before training; meant for a random tower (set sft.vision_warmup.steps: 0 otherwise)")
+        warmup = warm_up_vision(model, processor, [e.record for e in examples], cfg.vision_warmup, cfg.seed)
     if cfg.freeze_vision:
         freeze_vision(model)
     trainer = trainer_class(cfg)(model=model, args=args, train_dataset=to_dataset(examples),
