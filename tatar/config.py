@@ -339,6 +339,7 @@ class ThurstoneRewardConfig(Section):
 
 class GRPOConfig(Section):
     seed: int = 0
+    freeze_vision: bool = False  # keep the vision tower fixed (as sft.freeze_vision): the policy learns to read it
     num_generations: int = 8
     beta: float = 0.001
     learning_rate: float = 1e-6

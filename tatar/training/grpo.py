@@ -151,12 +151,15 @@ def train(params: Params, dataset, work_dir: Path, out_dir: Path) -> dict:
     from tatar.rewards import build_reward_funcs
     from tatar.training.common import fit, peft_lora_config, save_checkpoint
     from tatar.training.curves import attach
+    from tatar.training.vision import freeze_vision
 
     cfg = params.grpo
     reward_funcs, weights = build_reward_funcs(cfg)
     # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
     args = trainer_args(cfg, work_dir, weights)
     model, processor = load_from_config(SFT_DIR, params.model)
+    if cfg.freeze_vision:
+        freeze_vision(model)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=peft_lora_config(cfg.lora))
     curves = attach(trainer, "grpo", cfg.heldout, processor)
