@@ -179,3 +179,21 @@ def test_paper_code_knobs_reach_trl(tmp_path):
     assert args.gradient_accumulation_steps == 2
     default = grpo.trainer_args(GRPOConfig(), tmp_path, [1.0])
     assert (default.temperature, default.loss_type, default.scale_rewards) == (1.0, "dapo", "group")  # TRL's own
+
+
+@pytest.mark.slow
+def test_stage_with_a_frozen_vision_tower_trains_the_language_model_only(project, monkeypatch):
+    from tatar.training import common
+    from tatar.training.vision import vision_tower
+
+    seen = {}
+
+    def fit(trainer, *args):
+        seen["tower"] = {p.requires_grad for p in vision_tower(trainer.model).parameters()}
+        seen["llm"] = {p.requires_grad for p in trainer.model.model.language_model.parameters()}
+        return real_fit(trainer, *args)
+
+    real_fit = common.fit
+    monkeypatch.setattr(common, "fit", fit)
+    grpo.run(tiny_params(max_steps=1, freeze_vision=True))
+    assert seen == {"tower": {False}, "llm": {True}}
