@@ -236,6 +236,7 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     args = trainer_args(cfg, work_dir)
     model, processor = load_from_config(BASE_DIR, params.model)
     warmup = None
+    # Also when resuming: the warm-up is seeded, so it rebuilds the same tower (a LoRA checkpoint does not hold it).
     if cfg.vision_warmup.steps:
         if params.model.base != "tiny":
             print(f"sft: WARNING sft.vision_warmup re-fits the vision tower of {params.model.base} to the IQA MOS "

@@ -19,10 +19,9 @@ from tatar.errors import ConfigValueError
 
 def vision_tower(model):
     """The vision encoder of a transformers VLM (Qwen2/2.5-VL ``visual``, LLaVA-style ``vision_tower``)."""
-    for owner in (getattr(model, "model", None), model):
+    for owner in (getattr(model, "model", model), model):
         for name in ("visual", "vision_tower"):
-            tower = getattr(owner, name, None) if owner is not None else None
-            if tower is not None:
+            if (tower := getattr(owner, name, None)) is not None:
                 return tower
     raise ConfigValueError(f"{type(model).__name__} has no vision tower that tatar knows (visual, vision_tower): "
                            "sft.freeze_vision and sft.vision_warmup need one")
