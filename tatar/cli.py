@@ -251,18 +251,22 @@ def score(
     max_new_tokens: Annotated[int | None, typer.Option(
         help="Generation budget per image [default: eval.max_new_tokens of ./params.yaml, as evaluation uses]")] = None,
     use_vllm: Annotated[bool, typer.Option(help="Generate with vLLM (optional extra, GPUs).")] = False,
+    readout: Annotated[str | None, typer.Option(
+        help="greedy (the number written) or expected (its tens digit's expectation) "
+             "[default: eval.readout of ./params.yaml, as evaluation uses]")] = None,
 ):
     """Score images with a trained checkpoint: a table of score, think words and rationale."""
     from tatar.scorer import score_cli
 
-    if max_new_tokens is None:  # the budget evaluation uses, so a long IAA narrative is not cut off here alone
+    if max_new_tokens is None or readout is None:  # what evaluation uses, so scores here match its report
         from tatar.config import EvalConfig
 
         eval_cfg = _params(Path("params.yaml")).eval if Path("params.yaml").exists() else EvalConfig()
-        max_new_tokens = eval_cfg.max_new_tokens
+        max_new_tokens = eval_cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
+        readout = eval_cfg.readout if readout is None else readout
 
     raise typer.Exit(score_cli(images, task=task, checkpoint=checkpoint, output=output, batch_size=batch_size,
-                               max_new_tokens=max_new_tokens, use_vllm=use_vllm))
+                               max_new_tokens=max_new_tokens, use_vllm=use_vllm, readout=readout))
 
 
 @app.command()

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tatar.errors import UsageError
+from tatar.readout import Readout
 
 PARAMS_FILE = "params.yaml"
 
@@ -405,6 +406,9 @@ class EvalConfig(Section):
     max_new_tokens: int = Field(256, ge=1)
     # Generate with vLLM (optional extra `tatar[vllm]`, GPUs); batch_size is then images per vLLM call.
     use_vllm: bool = False
+    # How a score is read from the greedy answer (tatar.readout): the number written, or its tens digit's
+    # expectation under the model's probabilities (Q-Align style).
+    readout: Readout = "greedy"
 
 
 class Params(Section):

@@ -4,16 +4,18 @@
     for r in Scorer("data/models/grpo").score(["photos/"], task="iaa"):
         print(r.image, r.score, r.think)
 
-Generation is the shared greedy path (``tatar.inference.generate``, the prompts of ``tatar.prompts``), or vLLM
-when asked for on a GPU. Parsing is strict (``tatar.parsing``): a text without a single number in its last
-``<answer>`` gives ``score=None``, never a guess. An image that cannot be read gives a result with ``error`` set,
-and the others are still scored.
+Generation is the shared greedy path (``tatar.inference``, the prompts of ``tatar.prompts``), or vLLM when asked
+for on a GPU. Parsing is strict (``tatar.parsing``): a text without a single number in its last ``<answer>`` gives
+``score=None``, never a guess. ``readout="expected"`` reads the answer's tens digit as its expectation under the
+model's probabilities (``tatar.readout``); the raw text stays the greedy one. An image that cannot be read gives a
+result with ``error`` set, and the others are still scored.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import get_args
@@ -22,8 +24,9 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
 from tatar.atomic_write import atomic_open, write_text
-from tatar.inference import ImageLike, generate, load_image, prompt_text
+from tatar.inference import Completion, ImageLike, complete, load_image, prompt_text
 from tatar.parsing import parse_answer, think_text, word_count
+from tatar.readout import Readout, digit_ids, expected_score, tens_index
 from tatar.records import Task
 
 DEFAULT_CHECKPOINT = "data/models/grpo"
@@ -47,10 +50,11 @@ class ScoreResult(BaseModel):
         return self.error is None and self.score is None
 
     @classmethod
-    def from_text(cls, image: str, task: Task, text: str) -> ScoreResult:
-        think = think_text(text)
-        return cls(image=image, task=task, score=parse_answer(text), think=think, think_words=word_count(think),
-                   raw=text)
+    def from_completion(cls, image: str, task: Task, completion: Completion) -> ScoreResult:
+        text, think, score = completion.text, think_text(completion.text), parse_answer(completion.text)
+        if score is not None:
+            score = expected_score(score, completion.tens_probs)  # unchanged without probabilities (greedy)
+        return cls(image=image, task=task, score=score, think=think, think_words=word_count(think), raw=text)
 
     @classmethod
     def unreadable(cls, image: str, task: Task, error: str) -> ScoreResult:
@@ -90,22 +94,26 @@ class Scorer:
 
     def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, *, batch_size: int = 8,
                  max_new_tokens: int = 256, dtype: str = "auto", device: str | None = None,
-                 use_vllm: bool = False):
+                 use_vllm: bool = False, readout: Readout = "greedy"):
+        if readout not in get_args(Readout):
+            raise ValueError(f"readout must be one of {', '.join(get_args(Readout))}, got {readout!r}")
         self.checkpoint = str(checkpoint)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
-        self._generate = (_vllm_generator(self.checkpoint, max_new_tokens) if use_vllm
+        self.readout = readout
+        self._generate = (_vllm_generator(self.checkpoint, max_new_tokens, readout) if use_vllm
                           else self._transformers_generator(dtype, device))
 
-    def _transformers_generator(self, dtype: str, device: str | None) -> Callable[[list, Task], list[str]]:
+    def _transformers_generator(self, dtype: str, device: str | None) -> Callable[[list, Task], list[Completion]]:
         import torch
 
         from tatar.modeling import load_model_and_processor
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, processor = load_model_and_processor(self.checkpoint, dtype=dtype, device=device)
-        return lambda images, task: generate(model, processor, images, task, batch_size=self.batch_size,
-                                             max_new_tokens=self.max_new_tokens)
+        return lambda images, task: complete(model, processor, images, task, batch_size=self.batch_size,
+                                             max_new_tokens=self.max_new_tokens,
+                                             tens_probs=self.readout == "expected")
 
     def score(self, images: ImageLike | Sequence[ImageLike], task: str = "iqa",
               progress: bool = False) -> list[ScoreResult]:
@@ -121,15 +129,17 @@ class Scorer:
                         readable.append((i, load_image(item)))
                     except ValueError as exc:
                         results[i] = ScoreResult.unreadable(_name(item, i), task, str(exc))
-                texts = self._generate([im for _, im in readable], task) if readable else []
-                for (i, _), text in zip(readable, texts, strict=True):
-                    results[i] = ScoreResult.from_text(_name(items[i], i), task, text)
+                completions = self._generate([im for _, im in readable], task) if readable else []
+                for (i, _), completion in zip(readable, completions, strict=True):
+                    results[i] = ScoreResult.from_completion(_name(items[i], i), task, completion)
                 advance(min(self.batch_size, len(items) - start))
         return results  # type: ignore[return-value]
 
 
-def _vllm_generator(checkpoint: str, max_new_tokens: int) -> Callable[[list, Task], list[str]]:
-    """Greedy generation through vLLM with the same chat-templated prompts as the transformers path."""
+def _vllm_generator(checkpoint: str, max_new_tokens: int,
+                    readout: Readout = "greedy") -> Callable[[list, Task], list[Completion]]:
+    """Greedy generation through vLLM with the same chat-templated prompts as the transformers path; for the
+    expected readout it also asks for the top-20 log-probabilities per token (vLLM's default ``max_logprobs``)."""
     from tatar.modeling import ModelLoadError, resolve_model
 
     try:
@@ -141,16 +151,29 @@ def _vllm_generator(checkpoint: str, max_new_tokens: int) -> Callable[[list, Tas
 
     location = resolve_model(checkpoint)
     processor = AutoProcessor.from_pretrained(location)
+    digits = digit_ids(processor.tokenizer) if readout == "expected" else None
+    if readout == "expected" and digits is None:
+        raise ModelLoadError(f"{checkpoint}: the expected readout needs one token per digit 0-9; use greedy")
     llm = LLM(model=location, limit_mm_per_prompt={"image": 1}, seed=0)
-    sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, logprobs=20 if digits else None)
 
-    def run(images: list, task: Task) -> list[str]:
+    def run(images: list, task: Task) -> list[Completion]:
         prompt = prompt_text(processor, task)
         outputs = llm.generate([{"prompt": prompt, "multi_modal_data": {"image": im}} for im in images],
                                sampling, use_tqdm=False)
-        return [o.outputs[0].text for o in outputs]
+        return [vllm_completion(o.outputs[0], processor.tokenizer, digits) for o in outputs]
 
     return run
+
+
+def vllm_completion(output, tokenizer, digits: list[int] | None) -> Completion:
+    """A vLLM ``CompletionOutput`` as a ``Completion``: digits missing from the top log-probabilities at the tens
+    token count as probability 0."""
+    pos = tens_index(tokenizer, output.token_ids) if digits else None
+    if pos is None:
+        return Completion(output.text)
+    top = output.logprobs[pos]
+    return Completion(output.text, tuple(math.exp(top[d].logprob) if d in top else 0.0 for d in digits))
 
 
 class _progress_bar:
@@ -225,7 +248,7 @@ def results_table(results: Sequence[ScoreResult], rationale_chars: int = 160):
 
 
 def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path | None, batch_size: int = 8,
-              max_new_tokens: int = 256, use_vllm: bool = False) -> int:
+              max_new_tokens: int = 256, use_vllm: bool = False, readout: str = "greedy") -> int:
     """``tatar score``: exit 0 when at least one image was scored (unreadable ones are listed, not fatal),
     1 when none could be, 2 on bad arguments or a checkpoint that cannot be loaded."""
     from rich.console import Console
@@ -236,6 +259,9 @@ def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path 
     if task not in TASKS:
         err.print(f"[red]--task must be one of {', '.join(TASKS)}, got {task!r}[/red]")
         return 2
+    if readout not in get_args(Readout):
+        err.print(f"[red]--readout must be one of {', '.join(get_args(Readout))}, got {readout!r}[/red]")
+        return 2
     if output is not None and output.suffix.lower() not in (".json", ".csv"):
         err.print(f"[red]--output {output}: use a .json or .csv file name[/red]")
         return 2
@@ -245,7 +271,8 @@ def score_cli(images: Sequence[Path], task: str, checkpoint: Path, output: Path 
                   f"{' '.join(sorted(IMAGE_SUFFIXES))})[/red]")
         return 2
     try:
-        scorer = Scorer(checkpoint, batch_size=batch_size, max_new_tokens=max_new_tokens, use_vllm=use_vllm)
+        scorer = Scorer(checkpoint, batch_size=batch_size, max_new_tokens=max_new_tokens, use_vllm=use_vllm,
+                        readout=readout)
     except ModelLoadError as exc:
         err.print(f"[red]checkpoint: {exc}[/red]")
         return 2

@@ -13,6 +13,7 @@ import tatar.scorer
 from tatar.config import EvalConfig, Params
 from tatar.evaluation import run
 from tatar.hashing import sha256_file
+from tatar.inference import Completion
 from tatar.records import ManifestRecord, read_jsonl, write_jsonl
 
 FAIL_LEVEL = 7  # the scripted model answers this grey level with an unparseable answer
@@ -32,14 +33,15 @@ def write_benchmark(root, name, task, gts, missing=()):
     write_jsonl(root / "data" / "manifests" / "test" / f"{name}.jsonl", records)
 
 
-def scripted_generate(model, processor, images, task, batch_size=8, max_new_tokens=256, progress=False):
+def scripted_complete(model, processor, images, task, batch_size=8, max_new_tokens=256, progress=False,
+                     tens_probs=False):
     """A perfect scorer that reads the grey level back; IQA thinks in 3 words, IAA in 12."""
     out = []
     for im in images:
         level = int(np.asarray(im)[0, 0, 0])
         think = "<think>" + " ".join(["word"] * (3 if task == "iqa" else 12)) + "</think>\n"
         answer = "about 70" if level == FAIL_LEVEL else f"{level / 2.55:.2f}"
-        out.append(f"{think}<answer>{answer}</answer>")
+        out.append(Completion(f"{think}<answer>{answer}</answer>"))
     return out
 
 
@@ -79,7 +81,7 @@ def test_stage_on_the_embedded_default_with_a_tiny_model(project, tiny_model_dir
 
 
 def test_stage_metrics_are_exact_and_failures_kept(project, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(tatar.scorer, "generate", scripted_generate)
+    monkeypatch.setattr(tatar.scorer, "complete", scripted_complete)
     monkeypatch.setenv("TATAR_EVAL_CHECKPOINT", str(tiny_model_dir))  # overrides eval.checkpoint
     gts = [FAIL_LEVEL / 2.55, 12.0, 25.0, 25.0, 40.0, 55.0, 61.0, 80.0, 95.0]  # first one fails to parse
     write_benchmark(project, "synthetic_iqa", "iqa", gts)
@@ -108,7 +110,7 @@ def test_missing_benchmarks_fail_with_the_list(project, tiny_model_dir):
 
 
 def test_skip_missing_skips_and_records(project, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(tatar.scorer, "generate", scripted_generate)
+    monkeypatch.setattr(tatar.scorer, "complete", scripted_complete)
     write_benchmark(project, "synthetic_iqa", "iqa", [10, 50, 90])
     write_benchmark(project, "synthetic_iaa", "iaa", [10, 50, 90], missing=(0,))
     run(params(tiny_model_dir, benchmarks=["synthetic_iqa", "synthetic_iaa"], skip_missing=True))
@@ -127,3 +129,26 @@ def test_use_vllm_without_vllm_is_a_clear_error(project):
     write_benchmark(project, "synthetic_iqa", "iqa", [10, 50])
     with pytest.raises(SystemExit, match=r"not installed: pip install 'tatar\[vllm\]'"):
         run(params("data/models/grpo", benchmarks=["synthetic_iqa"], use_vllm=True))
+
+
+def test_expected_readout_reaches_predictions_metrics_and_report(project, tiny_model_dir, monkeypatch):
+    """eval.readout: expected hands the scorer's tens-digit probabilities to the scores (here: half the mass one
+    decade up, so every two-digit answer reads 5 points higher) and says so in metrics.json and the report."""
+    asked = []
+
+    def halves(model, processor, images, task, batch_size=8, max_new_tokens=256, progress=False, tens_probs=False):
+        asked.append(tens_probs)
+        out = scripted_complete(model, processor, images, task)
+        probs = [0.0] * 10
+        return [Completion(c.text, tuple(probs[:d] + [0.5, 0.5] + probs[d + 2:]) if tens_probs else None)
+                for c, d in zip(out, (int(float(c.text.split("<answer>")[1][:-9]) // 10) for c in out))]
+
+    monkeypatch.setattr(tatar.scorer, "complete", halves)
+    write_benchmark(project, "synthetic_iqa", "iqa", [12.0, 41.0, 77.0])
+    run(params(tiny_model_dir, benchmarks=["synthetic_iqa"], readout="expected"))
+    assert asked == [True]
+    metrics = json.loads((project / "data/eval/metrics.json").read_text())
+    assert metrics["readout"] == "expected"
+    preds = [p["pred"] for p in read_jsonl(project / "data/eval/predictions/synthetic_iqa.jsonl")]
+    assert preds == pytest.approx([17.0, 46.0, 82.0], abs=0.3)  # grey levels quantise the scores
+    assert "`eval.readout: expected`" in (project / "data/eval/report.md").read_text()

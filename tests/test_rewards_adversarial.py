@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tatar.config import GRPOConfig
+from tatar.inference import Completion
 from tatar.parsing import contract_answer, parse_answer
 from tatar.rewards import (
     build_reward_funcs,
@@ -112,7 +113,7 @@ def test_vectorised_ranking_treats_off_scale_inputs_as_invalid():
 @pytest.mark.parametrize("kind", [k for k in IDS if k not in ("two answers", "answer in think",
                                                                "answer before think", "unclosed think")])
 def test_evaluation_counts_it_as_a_parse_failure_and_keeps_the_text(kind):
-    result = ScoreResult.from_text("img.png", "iaa", ADVERSARIAL[kind])
+    result = ScoreResult.from_completion("img.png", "iaa", Completion(ADVERSARIAL[kind]))
     assert result.score is None and result.parse_failure and result.raw == ADVERSARIAL[kind]
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import tatar
 import tatar.scorer
 from tatar.cli import app
+from tatar.inference import Completion
 
 
 @pytest.fixture
@@ -25,11 +26,13 @@ def folder(tmp_path):
     return d
 
 
-def grey_level_generate(model, processor, images, task, batch_size=8, max_new_tokens=256, progress=False):
+def grey_level_complete(model, processor, images, task, batch_size=8, max_new_tokens=256, progress=False,
+                        tens_probs=False):
     """A scripted model: the score is the grey level on 0-100; the darkest image gets an unparseable answer."""
     levels = [int(np.asarray(im)[0, 0, 0]) for im in images]
-    return ["<answer>dark</answer>" if lv < 50
-            else f"<think>Even grey, level {lv}.</think>\n<answer>{lv / 2.55:.2f}</answer>" for lv in levels]
+    return [Completion("<answer>dark</answer>" if lv < 50
+                       else f"<think>Even grey, level {lv}.</think>\n<answer>{lv / 2.55:.2f}</answer>")
+            for lv in levels]
 
 
 def test_api_scores_readable_images_and_reports_the_corrupt_one(folder, tiny_model_dir):
@@ -46,7 +49,7 @@ def test_api_scores_readable_images_and_reports_the_corrupt_one(folder, tiny_mod
 
 @pytest.mark.parametrize("suffix", [".json", ".csv"])
 def test_cli_prints_table_and_writes_results(folder, tiny_model_dir, tmp_path, monkeypatch, suffix):
-    monkeypatch.setattr(tatar.scorer, "generate", grey_level_generate)
+    monkeypatch.setattr(tatar.scorer, "complete", grey_level_complete)
     out = tmp_path / f"scores{suffix}"
     result = CliRunner().invoke(app, ["score", str(folder), "--task", "iqa", "--checkpoint", str(tiny_model_dir),
                                       "--output", str(out), "--batch-size", "3"])
@@ -73,3 +76,22 @@ def test_cli_errors(folder, tiny_model_dir, tmp_path):
     assert runner.invoke(app, ["score", str(empty), *ckpt]).exit_code == 2
     only_corrupt = runner.invoke(app, ["score", str(folder / "corrupt.jpg"), *ckpt, "--max-new-tokens", "4"])
     assert only_corrupt.exit_code == 1 and "0 scored" in only_corrupt.output
+
+
+def test_cli_rejects_an_unknown_readout(folder, tiny_model_dir):
+    result = CliRunner().invoke(app, ["score", str(folder), "--checkpoint", str(tiny_model_dir), "--readout", "mean"])
+    assert result.exit_code == 2 and "--readout must be one of greedy, expected" in result.output
+
+
+def test_cli_readout_expected_asks_for_probabilities(folder, tiny_model_dir, monkeypatch):
+    asked = []
+
+    def spy(*args, tens_probs=False, **kwargs):
+        asked.append(tens_probs)
+        return grey_level_complete(*args, **kwargs)
+
+    monkeypatch.setattr(tatar.scorer, "complete", spy)
+    result = CliRunner().invoke(app, ["score", str(folder), "--checkpoint", str(tiny_model_dir), "--readout",
+                                      "expected"])
+    assert result.exit_code == 0, result.output
+    assert asked and all(asked)

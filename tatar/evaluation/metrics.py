@@ -179,14 +179,16 @@ class EvalMetrics(BaseModel):
     """The content of ``data/eval/metrics.json`` (a DVC metric: ``dvc metrics diff`` compares runs)."""
 
     checkpoint: str
+    readout: str = "greedy"  # eval.readout (tatar.readout)
     benchmarks: dict[str, Summary]
     tasks: dict[str, Summary]
     skipped: dict[str, str]  # benchmark -> why (only with eval.skip_missing)
 
     @classmethod
-    def collect(cls, checkpoint: str, benchmarks: dict[str, Summary], skipped: dict[str, str]) -> EvalMetrics:
+    def collect(cls, checkpoint: str, benchmarks: dict[str, Summary], skipped: dict[str, str],
+                readout: str = "greedy") -> EvalMetrics:
         by_task: dict[str, list[Summary]] = {}
         for summary in benchmarks.values():
             by_task.setdefault(summary.task, []).append(summary)
         tasks = {task: summarise_task(by_task[task]) for task in TASKS if task in by_task}
-        return cls(checkpoint=checkpoint, benchmarks=benchmarks, tasks=tasks, skipped=skipped)
+        return cls(checkpoint=checkpoint, readout=readout, benchmarks=benchmarks, tasks=tasks, skipped=skipped)

@@ -87,6 +87,10 @@ def published_table(metrics: EvalMetrics) -> str:
     return _table(["system", *columns], rows)
 
 
+READOUT_NOTE = (" with its tens digit read as the expectation under the model's probabilities at that token "
+                "(`eval.readout: expected`; published results read the greedy number)")
+
+
 def markdown_report(metrics: EvalMetrics, previous: tuple[str, dict] | None = None) -> str:
     from tatar.evaluation.compare import comparison_table
 
@@ -97,7 +101,8 @@ def markdown_report(metrics: EvalMetrics, previous: tuple[str, dict] | None = No
         comparison_table(metrics, previous),
         "## This run",
         ("Greedy decoding with the shared prompts; a prediction is the single number inside the last "
-         "`<answer>`, anything else is a parse failure (counted here, kept with its raw text in "
+         "`<answer>`" + (READOUT_NOTE if metrics.readout == "expected" else "") + ", anything else is a parse "
+         "failure (counted here, kept with its raw text in "
          "`predictions/`, left out of the correlations). SRCC is tie-aware, KRCC is tau-b, PLCC (logistic) "
          "follows the 4-parameter logistic fit; n/a = undefined (constant predictions or fewer than two parsed)."),
         metrics_table(metrics),

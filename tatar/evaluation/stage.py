@@ -114,13 +114,13 @@ def evaluate(cfg: EvalConfig, checkpoint: str, out_dir: Path = OUT_DIR, test_dir
 
     benchmarks, skipped = check_benchmarks(cfg, test_dir)
     scorer = Scorer(checkpoint, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                    use_vllm=cfg.use_vllm)
+                    use_vllm=cfg.use_vllm, readout=cfg.readout)
     predictions, summaries = {}, {}
     for name, records in benchmarks.items():
         print(f"evaluate: {name} ({records[0].task.upper()}, {len(records)} images)")
         predictions[name], seconds = score_benchmark(scorer, name, records)
         summaries[name] = summarise(predictions[name], seconds)
-    metrics = EvalMetrics.collect(checkpoint, summaries, skipped)
+    metrics = EvalMetrics.collect(checkpoint, summaries, skipped, cfg.readout)
 
     shutil.rmtree(out_dir / "predictions", ignore_errors=True)  # no stale benchmarks from an earlier run
     shutil.rmtree(out_dir / "plots", ignore_errors=True)
