@@ -392,6 +392,8 @@ class OverfitConfig(Section):
     learning_rate: float = Field(1e-4, gt=0)
     min_srcc: float = 0.9  # a task below it on its own training images fails the check (exit 1)
     max_new_tokens: int = Field(512, ge=1)
+    # Steps of sft.vision_warmup before the overfit (None: sft's own); a few images need far fewer.
+    vision_warmup_steps: int | None = Field(None, ge=0)
 
 
 # --------------------------------------------------------------------------------------------- eval

@@ -40,3 +40,26 @@ def test_verdict_line_and_failing_tasks():
     assert result.summary_line() == "overfit: iqa SRCC 0.93, iaa SRCC n/a on 64 images in 61 s"
     assert result.failed(0.9) == ["iaa"]
     assert result.failed(0.95) == ["iqa", "iaa"]
+
+
+@pytest.mark.parametrize(("steps", "expected"), [(None, 3000), (500, 500), (0, 0)])
+def test_overfit_sets_its_own_vision_warmup(corpus, tmp_path, monkeypatch, steps, expected):
+    """overfit.vision_warmup_steps replaces sft.vision_warmup.steps for the overfit only (None keeps sft's)."""
+    import tatar.training.overfit as overfit
+    from tatar.config import parse_params
+    from tatar.training import sft
+
+    seen = {}
+
+    def fake_train(params, examples, trainer_dir, model_dir, on_trainer=None):
+        seen["warmup"] = params.sft.vision_warmup
+        return {"steps": 1}
+
+    monkeypatch.setattr(sft, "train", fake_train)
+    monkeypatch.setattr(sft, "build_examples", lambda records, cfg: [])
+    monkeypatch.setattr(overfit, "score_images", lambda *a: {})
+    params = parse_params({"sft": {"vision_warmup": {"steps": 3000, "learning_rate": 0.002}},
+                           "overfit": {"vision_warmup_steps": steps}})
+    overfit.run_overfit(params, [], work_dir=tmp_path / "work")
+    assert seen["warmup"].steps == expected and seen["warmup"].learning_rate == 0.002
+    assert params.sft.vision_warmup.steps == 3000  # the caller's params are not touched

@@ -127,9 +127,12 @@ def run_overfit(params: Params, records: list[RationaleRecord], work_dir: Path =
     from tatar.training import sft
 
     cfg = params.overfit
+    warmup = params.sft.vision_warmup
+    if cfg.vision_warmup_steps is not None:
+        warmup = warmup.model_copy(update={"steps": cfg.vision_warmup_steps})
     train_params = params.model_copy(update={"sft": params.sft.model_copy(update={
         "epochs": cfg.epochs, "learning_rate": cfg.learning_rate, "max_steps": -1, "save_steps": 10**9,
-        "check_samples": 0, "logging_steps": max(1, params.sft.logging_steps)})})
+        "check_samples": 0, "logging_steps": max(1, params.sft.logging_steps), "vision_warmup": warmup})})
     shutil.rmtree(work_dir, ignore_errors=True)  # never resume: every overfit starts from the base model
     examples = sft.build_examples(records, train_params.sft)
     found: dict[str, str] = {}
