@@ -43,6 +43,9 @@ class SyntheticConfig(Section):
     iaa_variants_per_source: int = Field(default=4, ge=1)
     # Scenes per photograph: crop 0 is the whole frame, others seeded sub-windows.
     crops_per_source: int = Field(default=8, ge=1)
+    # Scenes per training photograph for IQA alone (0: crops_per_source); IAA and the test side keep
+    # crops_per_source. IQA images are cheap to render, teach and score; the first crops are the same either way.
+    iqa_train_crops: int = Field(default=0, ge=0)
     # Procedural dead-leaves scenes added to the training photographs (tatar.data.dead_leaves), cropped alike.
     dead_leaves: int = Field(default=0, ge=0)
 

@@ -134,3 +134,16 @@ def test_dead_leaves_join_the_training_side_only(tmp_path):
     assert {r.task for r in leaves} == {"iqa", "iaa"} and len(leaves) == 2 * 2 * (2 + 1)
     assert all(dead_leaves.SUBJECT in r.attributes["theme"] for r in leaves if r.task == "iaa")
     assert all((tmp_path / r.task / r.image).is_file() for r in leaves)
+
+
+def test_iqa_train_crops_add_training_iqa_scenes_only(tmp_path):
+    cfg = SyntheticConfig(image_size=48, sources=["astronaut", "chelsea"], test_sources=["chelsea"],
+                          iqa_per_source=2, iaa_variants_per_source=1, crops_per_source=2)
+    base = {(r.task, r.split, r.image): r.score for r in build_synthetic(cfg, 0, tmp_path / "a")}
+    more = {(r.task, r.split, r.image): r.score
+            for r in build_synthetic(cfg.model_copy(update={"iqa_train_crops": 5}), 0, tmp_path / "b")}
+    count = lambda rows, task, split: sum(k[:2] == (task, split) for k in rows)  # noqa: E731
+    assert count(more, "iqa", "train") == 5 * 2 and count(base, "iqa", "train") == 2 * 2
+    for task, split in (("iqa", "test"), ("iaa", "train"), ("iaa", "test")):
+        assert count(more, task, split) == count(base, task, split)
+    assert base.items() <= more.items()  # the first crops are the same images with the same MOS
