@@ -111,9 +111,9 @@ class Scorer:
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, processor = load_model_and_processor(self.checkpoint, dtype=dtype, device=device)
+        tens_probs = readout_digits(processor.tokenizer, self.checkpoint, self.readout) is not None
         return lambda images, task: complete(model, processor, images, task, batch_size=self.batch_size,
-                                             max_new_tokens=self.max_new_tokens,
-                                             tens_probs=self.readout == "expected")
+                                             max_new_tokens=self.max_new_tokens, tens_probs=tens_probs)
 
     def score(self, images: ImageLike | Sequence[ImageLike], task: str = "iqa",
               progress: bool = False) -> list[ScoreResult]:
@@ -151,9 +151,7 @@ def _vllm_generator(checkpoint: str, max_new_tokens: int,
 
     location = resolve_model(checkpoint)
     processor = AutoProcessor.from_pretrained(location)
-    digits = digit_ids(processor.tokenizer) if readout == "expected" else None
-    if readout == "expected" and digits is None:
-        raise ModelLoadError(f"{checkpoint}: the expected readout needs one token per digit 0-9; use greedy")
+    digits = readout_digits(processor.tokenizer, checkpoint, readout)
     llm = LLM(model=location, limit_mm_per_prompt={"image": 1}, seed=0)
     sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, logprobs=20 if digits else None)
 
@@ -164,6 +162,19 @@ def _vllm_generator(checkpoint: str, max_new_tokens: int,
         return [vllm_completion(o.outputs[0], processor.tokenizer, digits) for o in outputs]
 
     return run
+
+
+def readout_digits(tokenizer, checkpoint: str, readout: Readout) -> list[int] | None:
+    """The digit token ids the expected readout reads (None for greedy); checked when the checkpoint loads, so
+    ``tatar score`` and ``evaluate`` stop before generating anything."""
+    from tatar.modeling import ModelLoadError
+
+    if readout != "expected":
+        return None
+    if (ids := digit_ids(tokenizer)) is None:
+        raise ModelLoadError(f"{checkpoint}: the expected readout needs one token per digit 0-9, which its "
+                             "tokenizer lacks; use readout greedy")
+    return ids
 
 
 def vllm_completion(output, tokenizer, digits: list[int] | None) -> Completion:

@@ -108,3 +108,13 @@ def test_vllm_completion_uses_the_top_logprobs(tiny_model_dir):
     assert ScoreResult.from_completion("x", "iqa", c).score == pytest.approx(45.0 + 10 * 0.2 / 0.8)
     assert tens_index(tok, ids) == 1
     assert vllm_completion(output, tok, None) == Completion(output.text)  # greedy readout: no probabilities
+
+
+def test_scorer_refuses_the_expected_readout_without_digit_tokens_when_it_loads():
+    from tatar.modeling import ModelLoadError
+    from tatar.scorer import readout_digits
+
+    merged = SimpleNamespace(unk_token_id=0, convert_tokens_to_ids=lambda t: 0)
+    assert readout_digits(merged, "ckpt", "greedy") is None
+    with pytest.raises(ModelLoadError, match="ckpt: the expected readout needs one token per digit"):
+        readout_digits(merged, "ckpt", "expected")

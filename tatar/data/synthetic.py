@@ -33,7 +33,8 @@ def build_synthetic(cfg: SyntheticConfig, seed: int, out_dir: Path) -> list[RawR
         if root.exists():
             shutil.rmtree(root)  # stale images from a larger earlier build must not linger
         for split, sources in (("train", train), ("test", test)):
-            crops = cfg.iqa_train_crops if task == "iqa" and split == "train" and cfg.iqa_train_crops else None
-            rows += build(cfg.model_copy(update={"crops_per_source": crops}) if crops else cfg, seed, sources, split,
-                          root)
+            part = cfg
+            if task == "iqa" and split == "train" and cfg.iqa_train_crops:
+                part = cfg.model_copy(update={"crops_per_source": cfg.iqa_train_crops})
+            rows += build(part, seed, sources, split, root)
     return rows

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import optimize, stats
 
+from tatar.readout import Readout
 from tatar.records import Task
 
 METRIC_KEYS = ("srcc", "plcc", "plcc_logistic", "krcc")
@@ -179,14 +180,14 @@ class EvalMetrics(BaseModel):
     """The content of ``data/eval/metrics.json`` (a DVC metric: ``dvc metrics diff`` compares runs)."""
 
     checkpoint: str
-    readout: str = "greedy"  # eval.readout (tatar.readout)
+    readout: Readout = "greedy"  # eval.readout
     benchmarks: dict[str, Summary]
     tasks: dict[str, Summary]
     skipped: dict[str, str]  # benchmark -> why (only with eval.skip_missing)
 
     @classmethod
     def collect(cls, checkpoint: str, benchmarks: dict[str, Summary], skipped: dict[str, str],
-                readout: str = "greedy") -> EvalMetrics:
+                readout: Readout = "greedy") -> EvalMetrics:
         by_task: dict[str, list[Summary]] = {}
         for summary in benchmarks.values():
             by_task.setdefault(summary.task, []).append(summary)
