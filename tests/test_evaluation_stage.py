@@ -19,14 +19,14 @@ from tatar.records import ManifestRecord, read_jsonl, write_jsonl
 FAIL_LEVEL = 7  # the scripted model answers this grey level with an unparseable answer
 
 
-def write_benchmark(root, name, task, gts, missing=()):
+def write_benchmark(root, name, task, gts, missing=(), names=None):
     """Grey images whose level encodes the ground truth, and their manifest under data/manifests/test/."""
     records = []
     for i, gt in enumerate(gts):
-        path = root / "data" / "images" / name / f"{i}.png"
+        path = root / "data" / "images" / name / (names[i] if names else f"{i}.png")
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((32, 32, 3), round(gt * 2.55), dtype=np.uint8)).save(path)
-        records.append(ManifestRecord(id=f"{name}/{i}.png", image=f"{i}.png", root=str(path.parent), task=task,
+        records.append(ManifestRecord(id=f"{name}/{path.name}", image=path.name, root=str(path.parent), task=task,
                                       dataset=name, split="test", score=gt, score_100=gt, sha256=sha256_file(path)))
         if i in missing:
             path.unlink()
@@ -96,6 +96,23 @@ def test_stage_metrics_are_exact_and_failures_kept(project, tiny_model_dir, monk
     assert metrics["tasks"]["iqa"]["mean_think_words"] == 3 and metrics["tasks"]["iaa"]["mean_think_words"] == 12
     failed = next(read_jsonl(project / "data/eval/predictions/synthetic_iqa.jsonl"))
     assert failed["pred"] is None and failed["raw"].endswith("<answer>about 70</answer>")
+
+
+def test_stage_reports_srcc_per_distortion_where_file_names_say_it(project, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(tatar.scorer, "complete", scripted_complete)
+    names = [f"I{ref:02d}_{kind:02d}_{level:02d}.png" for ref in (1, 2) for kind in (1, 17) for level in (1, 2, 3)]
+    write_benchmark(project, "kadid", "iqa", [90.0 - 20 * (n % 3) - ref for ref in (1, 2) for n in range(6)],
+                    names=names)
+    write_benchmark(project, "synthetic_iaa", "iaa", [15.0, 35.0, 75.0, 90.0])
+    run(params(tiny_model_dir, benchmarks=["kadid", "synthetic_iaa"]))
+
+    metrics = json.loads((project / "data/eval/metrics.json").read_text())
+    assert set(metrics["distortions"]) == {"kadid"}  # the IAA names say nothing of a distortion
+    blur = metrics["distortions"]["kadid"]["gaussian_blur"]
+    assert (blur["n"], blur["references"], blur["undefined"]) == (6, 2, 0)
+    assert blur["srcc"] == pytest.approx(1.0) and blur["within_reference_srcc"] == pytest.approx(1.0)
+    assert set(metrics["distortions"]["kadid"]) == {"gaussian_blur", "darken"}
+    assert "| darken | 6 | 1.000 | 1.000 | 2 |" in (project / "data/eval/report.md").read_text()
 
 
 def test_missing_benchmarks_fail_with_the_list(project, tiny_model_dir):

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import optimize, stats
 
+from tatar.evaluation.distortions import DistortionSummary
 from tatar.readout import Readout
 from tatar.records import Task
 
@@ -184,12 +185,16 @@ class EvalMetrics(BaseModel):
     benchmarks: dict[str, Summary]
     tasks: dict[str, Summary]
     skipped: dict[str, str]  # benchmark -> why (only with eval.skip_missing)
+    # benchmark -> distortion -> SRCC, for benchmarks whose file names say the distortion (tatar.evaluation.distortions)
+    distortions: dict[str, dict[str, DistortionSummary]] = {}
 
     @classmethod
     def collect(cls, checkpoint: str, benchmarks: dict[str, Summary], skipped: dict[str, str],
-                readout: Readout = "greedy") -> EvalMetrics:
+                readout: Readout = "greedy",
+                distortions: dict[str, dict[str, DistortionSummary]] | None = None) -> EvalMetrics:
         by_task: dict[str, list[Summary]] = {}
         for summary in benchmarks.values():
             by_task.setdefault(summary.task, []).append(summary)
         tasks = {task: summarise_task(by_task[task]) for task in TASKS if task in by_task}
-        return cls(checkpoint=checkpoint, readout=readout, benchmarks=benchmarks, tasks=tasks, skipped=skipped)
+        return cls(checkpoint=checkpoint, readout=readout, benchmarks=benchmarks, tasks=tasks, skipped=skipped,
+                   distortions={name: rows for name, rows in (distortions or {}).items() if rows})

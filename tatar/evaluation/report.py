@@ -63,6 +63,18 @@ def metrics_table(metrics: EvalMetrics) -> str:
     return _table(header, rows)
 
 
+def distortion_tables(metrics: EvalMetrics) -> str:
+    """Per benchmark whose file names say the distortion: SRCC across references and within each reference."""
+    parts = []
+    for name, rows in metrics.distortions.items():
+        parts.append(f"`{name}`\n\n" + _table(
+            ["distortion", "n", "SRCC", "SRCC within reference (mean)", "references"],
+            [[d, str(r.n), _num(r.srcc), _num(r.within_reference_srcc),
+              f"{r.references}" + (f" ({r.undefined} constant: left out)" if r.undefined else "")]
+             for d, r in rows.items()]))
+    return "\n\n".join(parts)
+
+
 def spread_notes(metrics: EvalMetrics) -> list[str]:
     """One line per benchmark whose predictions are constant or nearly so (printed by the stage, in the report)."""
     return [f"{name}: {s.spread_note}" for name, s in metrics.benchmarks.items() if s.spread_note]
@@ -113,6 +125,12 @@ def markdown_report(metrics: EvalMetrics, previous: tuple[str, dict] | None = No
     if metrics.skipped:
         parts.append("**Skipped** (`eval.skip_missing`):\n\n" + "\n".join(
             f"- `{name}`: {why}" for name, why in metrics.skipped.items()))
+    if metrics.distortions:
+        parts += ["## By distortion",
+                  ("For benchmarks whose file names say what each image shows (KADID-10k, the synthetic set): SRCC "
+                   "over each distortion's images across reference scenes, and the mean SRCC within each reference "
+                   "(does the score fall as the distortion strengthens?)."),
+                  distortion_tables(metrics)]
     parts += [
         "## Next to published results (SRCC / PLCC)",
         ("Values as reported by each source (`-` = not reported; n/a = undefined in this run). Benchmarks "

@@ -19,8 +19,9 @@ from pathlib import Path
 from tatar.atomic_write import write_text
 from tatar.config import EvalConfig, Params
 from tatar.evaluation.compare import previous_metrics
+from tatar.evaluation.distortions import by_distortion
 from tatar.evaluation.metrics import EvalMetrics, Prediction, summarise
-from tatar.evaluation.report import metrics_table, spread_notes, write_report
+from tatar.evaluation.report import distortion_tables, metrics_table, spread_notes, write_report
 from tatar.records import ManifestRecord, read_records, write_json, write_jsonl
 
 TEST_DIR = Path("data/manifests/test")
@@ -120,7 +121,8 @@ def evaluate(cfg: EvalConfig, checkpoint: str, out_dir: Path = OUT_DIR, test_dir
         print(f"evaluate: {name} ({records[0].task.upper()}, {len(records)} images)")
         predictions[name], seconds = score_benchmark(scorer, name, records)
         summaries[name] = summarise(predictions[name], seconds)
-    metrics = EvalMetrics.collect(checkpoint, summaries, skipped, cfg.readout)
+    metrics = EvalMetrics.collect(checkpoint, summaries, skipped, cfg.readout,
+                                  {name: by_distortion(preds) for name, preds in predictions.items()})
 
     shutil.rmtree(out_dir / "predictions", ignore_errors=True)  # no stale benchmarks from an earlier run
     shutil.rmtree(out_dir / "plots", ignore_errors=True)
@@ -129,6 +131,9 @@ def evaluate(cfg: EvalConfig, checkpoint: str, out_dir: Path = OUT_DIR, test_dir
     write_json(out_dir / "metrics.json", metrics.model_dump(mode="json"))
     write_report(predictions, metrics, out_dir, previous_metrics())
     print(metrics_table(metrics))
+    if metrics.distortions:
+        print("evaluate: SRCC by distortion (across references; within each reference, mean)\n"
+              + distortion_tables(metrics))
     for note in spread_notes(metrics):
         print(f"evaluate: WARNING {note}")
     print(f"evaluate: wrote {out_dir}/metrics.json, report.md, predictions/ and plots/")
