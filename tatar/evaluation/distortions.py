@@ -35,13 +35,21 @@ KADID_TYPES = (
 
 
 def _kadid_type(code: str) -> str | None:
-    return KADID_TYPES[int(code) - 1] if 1 <= int(code) <= len(KADID_TYPES) else None
+    index = int(code) - 1
+    return KADID_TYPES[index] if 0 <= index < len(KADID_TYPES) else None
+
+
+def _synthetic_distortion(name: str) -> str | None:
+    from tatar.data.synthetic_iqa import DISTORTIONS  # here: the metrics alone need no scikit-image
+
+    return name if name in DISTORTIONS else None
 
 
 # (file-name pattern, distortion name from the pattern's ``distortion`` group or None when it is not one)
 NAMINGS: tuple[tuple[re.Pattern, Callable[[str], str | None]], ...] = (
     (re.compile(r"^I(?P<reference>\d{2})_(?P<distortion>\d{2})_(?P<level>\d{2})\.png$"), _kadid_type),
-    (re.compile(r"^(?P<reference>.+_c\d+)_(?P<distortion>[a-z][a-z0-9_]*)_(?P<level>\d+)\.png$"), str),
+    (re.compile(r"^(?P<reference>.+_c\d+)_(?P<distortion>[a-z][a-z0-9_]*)_(?P<level>\d+)\.png$"),
+     _synthetic_distortion),
 )
 
 
