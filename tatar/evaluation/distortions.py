@@ -69,9 +69,14 @@ def parse_name(image: str, naming: int) -> Distorted | None:
 def parse_names(images: Sequence[str]) -> list[Distorted] | None:
     """What each image shows, by the first naming that reads every name; None when none does."""
     for naming in range(len(NAMINGS)):
-        parsed = [parse_name(image, naming) for image in images]
-        if images and all(parsed):
-            return parsed
+        parsed = []
+        for image in images:  # stop at the first name this naming cannot read (authentic sets: the first)
+            if (distorted := parse_name(image, naming)) is None:
+                break
+            parsed.append(distorted)
+        else:
+            if parsed:
+                return parsed
     return None
 
 
