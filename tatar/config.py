@@ -254,12 +254,32 @@ class ModelConfig(Section):
 
 
 # ---------------------------------------------------------------------------------------- training
+class LaunchConfig(Section):
+    """How sft and grpo run (tatar.training.launch): in the stage's own process, or under ``accelerate launch``
+    with a shipped accelerate config (tatar/accelerate/<name>.yaml) or a path to one's own."""
+
+    config: str = "single_gpu"  # single_gpu | ddp | zero2 | zero3 | path/to/accelerate.yaml
+    num_processes: int = Field(1, ge=1)  # all machines together, as accelerate counts them
+    num_machines: int = Field(1, ge=1)
+    machine_rank: int = Field(0, ge=0)  # this node's rank; TATAR_MACHINE_RANK overrides it per node
+    main_process_ip: str | None = None  # rank 0's address (several machines)
+    main_process_port: int | None = Field(None, ge=1, le=65535)
+
+    @property
+    def in_process(self) -> bool:
+        """One process and no engine: the stage trains itself, with no launcher in between."""
+        return self.config == "single_gpu" and self.num_processes == 1 and self.num_machines == 1
+
+
 class LoraConfig(Section):
     enabled: bool = False
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
     target_modules: list[str] | str = "all-linear"
+    # Adapt the vision tower too (with "all-linear" PEFT matches its linear layers); off leaves it as it is, which is
+    # what freeze_vision asks for.
+    vision: bool = False
     merge: bool = True  # save a merged full checkpoint (True) or the adapter only (False)
 
 
@@ -320,6 +340,9 @@ class SFTConfig(Section):
     save_steps: int = 200
     save_total_limit: int = 2
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    # Trainer checkpoints hold the weights only, no optimizer or scheduler state (a 7B full fine-tune's ZeRO-3
+    # checkpoint is ~100 GB with them); a run then resumes with a fresh optimizer.
+    save_only_model: bool = False
     heldout: HeldOutConfig = HeldOutConfig()
     # Greedy generations on the synthetic test images after training, to print parse rate and think length.
     check_samples: int = 16
@@ -375,6 +398,13 @@ class GRPOConfig(Section):
     lora: LoraConfig = LoraConfig()
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"  # server: start `trl vllm-serve --model ...` first
+    # colocate: the share of each GPU's memory vLLM takes, its tensor-parallel group (divides launch.num_processes)
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    vllm_tensor_parallel_size: int = Field(1, ge=1)
+    # Context vLLM sizes its cache for (prompt with image tokens + completion); None: the model's full context.
+    vllm_max_model_length: int | None = Field(None, ge=1)
+    vllm_server_host: str = "0.0.0.0"  # server: where `trl vllm-serve` listens
+    vllm_server_port: int = Field(8000, ge=1, le=65535)
     bf16: Literal["auto", "true", "false"] = "auto"  # auto: where the GPU supports it
     gradient_checkpointing: Literal["auto", "true", "false"] = "auto"  # auto: on a GPU, off on CPU
     logging_steps: int = 1
@@ -382,6 +412,7 @@ class GRPOConfig(Section):
     save_total_limit: int = 2
     log_completions: bool = False  # print a table of sampled completions and their rewards at each log
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    save_only_model: bool = False  # as sft.save_only_model
     heldout: HeldOutConfig = HeldOutConfig()
 
 
@@ -421,6 +452,7 @@ class Params(Section):
     teacher: TeacherConfig = TeacherConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
     model: ModelConfig = ModelConfig()
+    launch: LaunchConfig = LaunchConfig()
     sft: SFTConfig = SFTConfig()
     grpo: GRPOConfig = GRPOConfig()
     eval: EvalConfig = EvalConfig()
@@ -446,6 +478,38 @@ def budget_problems(params: Params) -> list[str]:
         words["grpo.min_words_iaa"] = ("requires", params.grpo.min_words_iaa)
     return [f"{wkey} {verb} {n} words, at least {n + 1} tokens with the answer, over {bkey} = {budget}"
             for wkey, (verb, n) in words.items() for bkey, budget in budgets.items() if n + 1 > budget]
+
+
+def batch_problems(params: Params) -> list[str]:
+    """Batch settings TRL or the ranking would reject after the model has loaded, named by their keys."""
+    g, world = params.grpo, params.launch.num_processes
+    generation, step = g.prompts_per_generation * g.num_generations, g.per_device_batch_size * world
+    problems = []
+    if g.num_generations < 2:
+        problems.append(f"grpo.num_generations = {g.num_generations}: GRPO needs >= 2 completions per image")
+    if generation % step:
+        problems.append(f"grpo.prompts_per_generation x grpo.num_generations = {g.prompts_per_generation} x "
+                        f"{g.num_generations} = {generation} completions per generation batch must be a multiple of "
+                        f"grpo.per_device_batch_size x launch.num_processes = {g.per_device_batch_size} x {world} = "
+                        f"{step}")
+    ranked = "thurstone_rank" in g.rewards_iaa
+    need = (2 if ranked else 1) + (1 if g.rewards_iqa else 0) if g.rewards_iaa else 1
+    if g.prompts_per_generation < need:
+        problems.append(f"grpo.prompts_per_generation = {g.prompts_per_generation}: a generation batch must hold "
+                        f"{'>= 2 IAA images for the ranking' if ranked else '>= 1 IAA image'}"
+                        f"{' and >= 1 IQA image' if g.rewards_iqa and g.rewards_iaa else ''} ({need} images)")
+    if g.vllm_mode == "server" and not g.use_vllm:
+        problems.append("grpo.vllm_mode = server needs grpo.use_vllm = true")
+    if g.use_vllm and g.vllm_mode == "colocate" and world % g.vllm_tensor_parallel_size:
+        problems.append(f"grpo.vllm_tensor_parallel_size = {g.vllm_tensor_parallel_size} must divide "
+                        f"launch.num_processes = {world}")
+    launch = params.launch
+    if launch.num_processes < launch.num_machines:
+        problems.append(f"launch.num_processes = {launch.num_processes} counts all machines' processes: "
+                        f"at least launch.num_machines = {launch.num_machines}")
+    if launch.num_machines > 1 and not launch.main_process_ip:
+        problems.append(f"launch.num_machines = {launch.num_machines} needs launch.main_process_ip (rank 0's address)")
+    return problems
 
 
 class ConfigError(UsageError, ValueError):
@@ -474,4 +538,6 @@ def parse_params(raw: dict, source: str = PARAMS_FILE) -> Params:
     if problems := budget_problems(params):
         raise ConfigError(f"{source}: targets cannot fit the generation budget (lower the word range or raise the "
                           "budget)\n" + "\n".join(f"  {p}" for p in problems))
+    if problems := batch_problems(params):
+        raise ConfigError(f"{source}: " + "; ".join(problems))
     return params

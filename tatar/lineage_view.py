@@ -112,7 +112,13 @@ def _facts(report: dict) -> list[tuple[str, list[str]]]:
     if started:
         training.append(f"started from: {started.get('checkpoint')} (its lineage.json sha256 "
                         f"{short(started.get('lineage_sha256'))}, created {started.get('created_at')})")
-    heldout = (lin.get("training") or {}).get("heldout") or {}
+    facts = lin.get("training") or {}
+    if facts.get("launch"):  # how the checkpoint was trained (tatar.training.launch)
+        from tatar.training.launch import summary
+
+        training.append(f"trained with: {facts.get('checkpoint', '?')} weights, {summary(facts['launch'])} "
+                        f"(launch.config {facts['launch']['config']})")
+    heldout = facts.get("heldout") or {}
     if heldout.get("evaluations"):
         training.append(f"held-out scoring: {heldout['images']} images x {heldout['evaluations']} evaluation(s), "
                         f"{heldout['seconds']} s")

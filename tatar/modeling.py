@@ -241,8 +241,8 @@ def load_model_and_processor(path_or_id: str | Path, dtype: str = "auto", min_pi
     return model.eval(), processor
 
 
-def load_from_config(path_or_id: str | Path, cfg: ModelConfig, device: str | None = None):
-    return load_model_and_processor(path_or_id, dtype=cfg.torch_dtype, min_pixels=cfg.min_pixels,
+def load_from_config(path_or_id: str | Path, cfg: ModelConfig, device: str | None = None, dtype: str | None = None):
+    return load_model_and_processor(path_or_id, dtype=dtype or cfg.torch_dtype, min_pixels=cfg.min_pixels,
                                     max_pixels=cfg.max_pixels, attn_implementation=cfg.attn_implementation,
                                     device=device)
 

@@ -41,23 +41,42 @@ def use_gradient_checkpointing(setting: str | bool) -> bool:
     return setting in (True, "true")
 
 
+def under_deepspeed() -> bool:
+    """This process was started by ``accelerate launch`` with a DeepSpeed config."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 def shared_trainer_args(cfg, work_dir: Path) -> dict:
     """The TRL/transformers arguments SFT and GRPO set alike from their params sections: hardware switches,
     logging, saving, seeds."""
     if cfg.report_to == "tensorboard":  # one event folder per run, beside the resumable work folders
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(work_dir.parent / "tensorboard" / work_dir.name))
+    cpu, several = not cuda_available(), int(os.environ.get("WORLD_SIZE", "1")) > 1
     return dict(
         bf16=use_bf16(cfg.bf16),
         activation_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),  # transformers 5 name
-        use_cpu=not cuda_available(),
+        # use_cpu switches DeepSpeed off, and without a named backend accelerate starts no process group on a CPU.
+        use_cpu=cpu and not under_deepspeed(),
+        ddp_backend="gloo" if cpu and several else None,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
+        save_only_model=cfg.save_only_model,
         report_to=cfg.report_to,
         seed=cfg.seed,
         data_seed=cfg.seed,
         disable_tqdm=False,
     )
+
+
+def training_dtype(model_dtype: str, lora_enabled: bool, bf16: bool) -> str:
+    """The dtype the weights load in for training. A full fine-tune trains fp32 weights (bf16 compute comes from
+    the trainer's autocast) except under DeepSpeed with bf16, which keeps fp32 master copies itself: an AdamW step
+    of 1e-6 on bf16 weights without them is below bf16's resolution for nearly every weight. LoRA trains adapters
+    PEFT keeps in fp32, so the frozen base stays in ``model.torch_dtype``."""
+    if lora_enabled or (under_deepspeed() and bf16):
+        return model_dtype
+    return "float32"
 
 
 def fit(trainer, work_dir: Path, stage: str):
@@ -71,6 +90,10 @@ def fit(trainer, work_dir: Path, stage: str):
             shutil.rmtree(path, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     resume = last_checkpoint(work_dir)
+    if resume and trainer.args.save_only_model and trainer.is_deepspeed_enabled:
+        print(f"{stage}: {resume} holds the weights only (save_only_model), which DeepSpeed cannot resume from; "
+              "starting fresh")
+        resume = None
     if resume:
         print(f"{stage}: resuming from {resume}")
     elif work_dir.is_dir() and any(work_dir.iterdir()):
@@ -86,8 +109,10 @@ def peft_lora_config(cfg: LoraConfig):
         return None
     from peft import LoraConfig as PeftLoraConfig
 
+    # "all-linear" also matches the vision tower's layers; PEFT reads a string here as a regex over module names.
+    exclude = None if cfg.vision else r"(.*\.)?(visual|vision_tower)\..*"
     return PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                          target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+                          target_modules=cfg.target_modules, exclude_modules=exclude, task_type="CAUSAL_LM")
 
 
 # ---------------------------------------------------------------------------------------- work dir
@@ -141,24 +166,29 @@ def _step(path: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------ saving
-def save_checkpoint(trainer, processor, out_dir: str | Path, lora: LoraConfig, base_location: str) -> str:
-    """Save the trained model as a Hugging Face checkpoint and return its kind ("full", "merged LoRA" or
-    "LoRA adapter"). Works under DeepSpeed ZeRO-3 too: the trainer gathers the sharded weights."""
+def save_checkpoint(trainer, processor, out_dir: str | Path, lora: LoraConfig) -> str:
+    """Save the trained model as a Hugging Face checkpoint (every process calls it: under DeepSpeed ZeRO-3 the
+    trainer gathers the sharded weights) and return its kind ("full", "merged LoRA" or "LoRA adapter"). A LoRA to
+    merge is saved as its adapter beside ``out_dir``; ``finish_checkpoint`` merges it outside the launch."""
     out_dir = Path(out_dir)
-    if not lora.enabled or not lora.merge:
-        trainer.save_model(str(out_dir))  # full weights, or the adapter alone (its config names the base)
-    else:
-        # Merge on the main process from the saved adapter: correct however the weights were sharded in training.
-        adapter_dir = out_dir.with_name(out_dir.name + ".adapter")
-        trainer.save_model(str(adapter_dir))
-        if trainer.accelerator.is_main_process:
-            merge_adapter(base_location, adapter_dir, out_dir)
+    trainer.save_model(str(adapter_dir(out_dir) if lora.enabled and lora.merge else out_dir))
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(out_dir)
     if not lora.enabled:
         return "full"
     return "merged LoRA" if lora.merge else "LoRA adapter"
+
+
+def adapter_dir(out_dir: Path) -> Path:
+    return out_dir.with_name(out_dir.name + ".adapter")
+
+
+def finish_checkpoint(out_dir: str | Path, lora: LoraConfig, base_location: str) -> None:
+    """In the stage's own process, after training: merge a saved LoRA adapter into its base (one process, no ZeRO
+    partitioning in the way)."""
+    if lora.enabled and lora.merge:
+        merge_adapter(base_location, adapter_dir(Path(out_dir)), Path(out_dir))
 
 
 def merge_adapter(base_location: str, adapter_dir: Path, out_dir: Path) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from transformers.integrations import DVCLiveCallback
 
 from tatar.config import HeldOutConfig
+from tatar.errors import ConfigValueError
 from tatar.records import ManifestRecord, read_records
 
 CURVES_DIR = Path("data/curves")
@@ -36,18 +37,35 @@ TASKS = ("iqa", "iaa")
 BEST_DIR = "heldout-best"  # in the trainer's output dir (the run's work dir, removed once the stage has saved)
 
 
-def heldout_scores(model, processor, records: list[ManifestRecord], cfg: HeldOutConfig) -> dict[str, float]:
+def heldout_scores(model, processor, records: list[ManifestRecord], cfg: HeldOutConfig,
+                   trainer=None) -> dict[str, float]:
     """``val/<task>/{srcc,plcc,parse_rate,think_words}`` of greedy answers on ``records``. A correlation that is
     undefined (constant predictions, fewer than two parsed answers) is logged as 0: such answers rank nothing, and a
-    curve with gaps would leave the metric out of ``dvc exp show`` exactly when it matters."""
+    curve with gaps would leave the metric out of ``dvc exp show`` exactly when it matters.
+
+    With ``trainer``, every process calls this: each answers its share of ``records`` with the weights gathered the
+    way TRL gathers them for generation (whole under ZeRO-3), and all of them get the same scores back."""
     from tatar.evaluation.metrics import correlations
     from tatar.inference import generate
     from tatar.parsing import parse_answer, think_words
 
-    # One generate call over both tasks: greedy decoding runs until the longest answer (an IAA narrative) ends, so
-    # scoring the tasks apart would pay for that length twice.
-    texts = generate(model, processor, [r.path for r in records], [r.task for r in records],
-                     batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
+    def answer(model, rows):
+        # One generate call over both tasks: greedy decoding runs until the longest answer (an IAA narrative) ends,
+        # so scoring the tasks apart would pay for that length twice.
+        return generate(model, processor, [r.path for r in rows], [r.task for r in rows],
+                        batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens) if rows else []
+
+    if trainer is None or trainer.accelerator.num_processes == 1 and not trainer.is_deepspeed_enabled:
+        texts = answer(model, records)
+    else:
+        from accelerate.utils import gather_object
+        from trl.models.utils import unwrap_model_for_generation
+
+        acc = trainer.accelerator
+        mine = list(range(acc.process_index, len(records), acc.num_processes))
+        with unwrap_model_for_generation(trainer.model_wrapped, acc, gather_deepspeed3_params=True) as unwrapped:
+            answered = answer(unwrapped, [records[i] for i in mine])
+        texts = [t for _, t in sorted(gather_object(list(zip(mine, answered))))]
     out: dict[str, float] = {}
     for task in TASKS:
         rows = [(r, t) for r, t in zip(records, texts) if r.task == task]
@@ -72,7 +90,7 @@ class TrainingCurves(DVCLiveCallback):
     """DVCLive logging at the optimiser step, plus held-out scoring every ``eval_steps``."""
 
     def __init__(self, stage: str, cfg: HeldOutConfig, processor, val_records: list[ManifestRecord],
-                 live_dir: Path | None = None):
+                 live_dir: Path | None = None, trainer=None):
         from dvclive import Live
 
         self.live_dir = live_dir or CURVES_DIR / stage
@@ -81,7 +99,7 @@ class TrainingCurves(DVCLiveCallback):
         # the checkpoint.
         live = Live(dir=str(self.live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
         super().__init__(live=live)
-        self.stage, self.cfg, self.processor, self.val = stage, cfg, processor, val_records
+        self.stage, self.cfg, self.processor, self.val, self.trainer = stage, cfg, processor, val_records, trainer
         self.pending: dict[str, float] = {}
         self.seconds = 0.0  # spent scoring the held-out split
         self.evaluations = 0
@@ -97,19 +115,23 @@ class TrainingCurves(DVCLiveCallback):
         return bool(self.val) and every > 0 and (state.global_step % every == 0 or state.global_step >= state.max_steps)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if not self._due(state) or not state.is_world_process_zero:
+        # Every process scores and logs alike: a log is a collective under DeepSpeed, and ranks that took different
+        # branches here would wait on each other forever.
+        if not self._due(state):
             return control
         start = time.perf_counter()
         was_training = model.training
         model.eval()
         try:
-            self.pending = heldout_scores(model, self.processor, self.val, self.cfg)
+            self.pending = heldout_scores(model, self.processor, self.val, self.cfg, self.trainer)
         finally:
             model.train(was_training)
         self.evaluations += 1
         score = mean_srcc(self.pending)
         if self.cfg.save_best and score is not None and (self.best is None or score > self.best["mean_srcc"]):
-            self._save_best(model, {"step": state.global_step, "mean_srcc": round(score, 4)})
+            self.best = {"step": state.global_step, "mean_srcc": round(score, 4)}
+            if state.is_world_process_zero:  # the weights are whole on every process (save_best is off under ZeRO-3)
+                self._save_best(model, self.best)
         self.seconds += time.perf_counter() - start
         control.should_log = True  # log the scores at this step, next to the training values
         return control
@@ -117,18 +139,19 @@ class TrainingCurves(DVCLiveCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
         self.best_dir = Path(args.output_dir) / BEST_DIR
-        if not state.is_world_process_zero or not state.log_history:
+        if not state.log_history:
             return
         # Resumed: the checkpoint's points up to its step, and the evaluations and best step among them.
-        for entry in state.log_history:
-            self._log(entry["step"], {k: v for k, v in entry.items() if k != "step"})
-        self.live.make_summary()
+        if state.is_world_process_zero:
+            for entry in state.log_history:
+                self._log(entry["step"], {k: v for k, v in entry.items() if k != "step"})
+            self.live.make_summary()
         self.evaluations = sum(any(k.startswith("val/") for k in entry) for entry in state.log_history)
         saved = self.best_dir / "best.json"
         best = json.loads(saved.read_text()) if self.cfg.save_best and saved.is_file() else None
         if best is not None and best["step"] <= state.global_step:
             self.best = best
-        else:
+        elif state.is_world_process_zero:
             shutil.rmtree(self.best_dir, ignore_errors=True)
 
     def _save_best(self, model, best: dict) -> None:
@@ -142,7 +165,6 @@ class TrainingCurves(DVCLiveCallback):
         with atomic_path(self.best_dir / "weights.pt") as tmp:
             torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
         write_text(self.best_dir / "best.json", json.dumps(best))
-        self.best = best
 
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
         if self.pending and state.log_history:
@@ -189,11 +211,10 @@ def attach(trainer, stage: str, cfg: HeldOutConfig, processor) -> TrainingCurves
     resumes from a trainer checkpoint redraws the curves up to that checkpoint's step first."""
     val = read_records(VAL_MANIFEST, ManifestRecord) if VAL_MANIFEST.is_file() and cfg.eval_steps > 0 else []
     plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    if val and plugin is not None and plugin.zero_stage == 3:
-        # ZeRO-3 shards the weights: generating on the main process alone would wait forever for the others.
-        print(f"{stage}: held-out scoring is not supported under DeepSpeed ZeRO-3; skipped (use ZeRO-2 or DDP)")
-        val = []
-    curves = TrainingCurves(stage, cfg, processor, val)
+    if val and cfg.save_best and plugin is not None and plugin.zero_stage == 3:
+        raise ConfigValueError(f"{stage}.heldout.save_best: not supported under DeepSpeed ZeRO-3, whose weights are "
+                               "sharded across the processes; set it to false or use zero2 or ddp")
+    curves = TrainingCurves(stage, cfg, processor, val, trainer=trainer)
     trainer.add_callback(curves)
     return curves
 

@@ -128,6 +128,11 @@ def trainer_args(cfg: GRPOConfig, work_dir: Path, reward_weights: list[float]):
         reward_weights=reward_weights,
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size,
+        vllm_max_model_length=cfg.vllm_max_model_length,
+        vllm_server_host=cfg.vllm_server_host,
+        vllm_server_port=cfg.vllm_server_port,
         log_completions=cfg.log_completions,
         **shared_trainer_args(cfg, work_dir),
     )
@@ -139,6 +144,7 @@ def run_key(params: Params) -> dict:
 
     ignore = {"logging_steps", "save_steps", "save_total_limit", "report_to", "log_completions"}
     return {"grpo": params.grpo.model_dump(exclude=ignore), "model": params.model.model_dump(),
+            "launch": params.launch.model_dump(exclude={"machine_rank"}),
             "manifest": sha256_file(MANIFEST), "sft": tree_hash(SFT_DIR)}
 
 
@@ -147,9 +153,10 @@ def train(params: Params, dataset, work_dir: Path, out_dir: Path) -> dict:
 
     from trl import GRPOTrainer
 
-    from tatar.modeling import load_from_config, resolve_model
+    from tatar.modeling import load_from_config
     from tatar.rewards import build_reward_funcs
-    from tatar.training.common import fit, peft_lora_config, save_checkpoint
+    from tatar.training import launch
+    from tatar.training.common import fit, peft_lora_config, save_checkpoint, training_dtype
     from tatar.training.curves import attach
     from tatar.training.vision import freeze_vision
 
@@ -157,7 +164,8 @@ def train(params: Params, dataset, work_dir: Path, out_dir: Path) -> dict:
     reward_funcs, weights = build_reward_funcs(cfg)
     # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
     args = trainer_args(cfg, work_dir, weights)
-    model, processor = load_from_config(SFT_DIR, params.model)
+    dtype = training_dtype(params.model.torch_dtype, cfg.lora.enabled, args.bf16)
+    model, processor = load_from_config(SFT_DIR, params.model, dtype=dtype)
     if cfg.freeze_vision:
         freeze_vision(model)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
@@ -165,11 +173,11 @@ def train(params: Params, dataset, work_dir: Path, out_dir: Path) -> dict:
     curves = attach(trainer, "grpo", cfg.heldout, processor)
     result, resume, seconds = fit(trainer, work_dir, "grpo")
     curves.restore_best(trainer.model)
-    kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(SFT_DIR))
+    kind = save_checkpoint(trainer, processor, out_dir, cfg.lora)
     return {"checkpoint": kind, "steps": result.global_step, "seconds": seconds, "heldout": curves.summary(seconds),
             "resumed_from": resume, "reward_funcs": {f.__name__: w for f, w in zip(reward_funcs, weights)},
             "log": [entry for entry in trainer.state.log_history if any(k.startswith("rewards/") for k in entry)],
-            "is_main_process": trainer.accelerator.is_main_process}
+            "launch": launch.describe(trainer, params.launch), "is_main_process": trainer.accelerator.is_main_process}
 
 
 # ------------------------------------------------------------------------------------------ reports
@@ -189,6 +197,7 @@ def task_table(facts: dict) -> str:
 
 
 def model_card(out_dir: Path, params: Params, facts: dict, started_from: dict, counts: dict) -> None:
+    from tatar.training import launch
     from tatar.training.common import how_to_load, write_model_card
 
     cfg = params.grpo
@@ -207,6 +216,7 @@ def model_card(out_dir: Path, params: Params, facts: dict, started_from: dict, c
             f"{cfg.temperature} / {cfg.loss_type} / {cfg.scale_rewards} / {cfg.gradient_accumulation_steps} / "
             f"{cfg.min_words_iaa or 'off'}",
         "steps": facts["steps"],
+        "trained with": launch.summary(facts["launch"]),
         "lineage": "`lineage.json` (train manifest and SFT checkpoint hashes, params, packages, git commit)",
     }, {"How to load": load, "Rewards and contract by task": task_table(facts)})
 
@@ -234,7 +244,9 @@ def run(params: Params) -> None:
 
 def _run(params: Params) -> None:
     from tatar.lineage import write_lineage
-    from tatar.training.common import run_dir
+    from tatar.modeling import resolve_model
+    from tatar.training import launch
+    from tatar.training.common import finish_checkpoint, run_dir, use_bf16
 
     cfg = params.grpo
     origin = started_from()
@@ -245,14 +257,19 @@ def _run(params: Params) -> None:
     print(f"grpo: {counts['iqa']} IQA + {counts['iaa']} IAA train images -> {len(order)} prompts per epoch in "
           f"generation batches of {cfg.prompts_per_generation} images x {cfg.num_generations} completions")
     work_dir = run_dir("grpo", run_key(params))
-    shutil.rmtree(OUT_DIR, ignore_errors=True)
-    facts = train(params, build_dataset(records, order), work_dir, OUT_DIR)
-    if not facts.pop("is_main_process"):
+    if not launch.is_launched("grpo"):
+        shutil.rmtree(OUT_DIR, ignore_errors=True)
+    facts = launch.train("grpo", params, work_dir, use_bf16(cfg.bf16),
+                         lambda: train(params, build_dataset(records, order), work_dir, OUT_DIR))
+    if facts is None:  # a launched process, or a node other than rank 0's: the stage's own process finishes
         return
+    finish_checkpoint(OUT_DIR, cfg.lora, resolve_model(SFT_DIR))
+    print(f"grpo: trained with {launch.summary(facts['launch'])}")
     write_json(OUT_DIR / LOG_FILE, facts)
     model_card(OUT_DIR, params, facts, origin, counts)
     write_lineage(OUT_DIR, "grpo", inputs={"train_manifest": MANIFEST, "sft_checkpoint": SFT_DIR},
-                  params={"model": params.model.model_dump(), "grpo": cfg.model_dump()},
+                  params={"model": params.model.model_dump(), "launch": params.launch.model_dump(),
+                          "grpo": cfg.model_dump()},
                   extra={"started_from": origin, "training": {k: v for k, v in facts.items() if k != "log"}})
     shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing left to resume
     print(task_table(facts))

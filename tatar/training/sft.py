@@ -220,6 +220,7 @@ def run_key(params: Params, corpus: Path, base_dir: Path) -> dict:
     ignore = {"logging_steps", "save_steps", "save_total_limit", "report_to", "check_samples",
               "check_max_new_tokens", "lm_head"}
     return {"sft": params.sft.model_dump(exclude=ignore), "model": params.model.model_dump(),
+            "launch": params.launch.model_dump(exclude={"machine_rank"}),
             "corpus": sha256_file(corpus), "base": tree_hash(base_dir)}
 
 
@@ -227,14 +228,16 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
     """Fine-tune the base model on ``examples``, save the checkpoint to ``out_dir``; returns training facts.
 
     ``on_trainer(trainer, processor)``, when given, inspects the ready trainer before training (``tatar overfit``)."""
-    from tatar.training.common import fit, peft_lora_config, save_checkpoint
+    from tatar.training import launch
+    from tatar.training.common import fit, peft_lora_config, save_checkpoint, training_dtype
     from tatar.training.curves import attach
     from tatar.training.vision import freeze_vision, warm_up_vision
 
     cfg = params.sft
     # Built before the model so that under DeepSpeed ZeRO-3 the weights load straight into their shards.
     args = trainer_args(cfg, work_dir)
-    model, processor = load_from_config(BASE_DIR, params.model)
+    dtype = training_dtype(params.model.torch_dtype, cfg.lora.enabled, args.bf16)
+    model, processor = load_from_config(BASE_DIR, params.model, dtype=dtype)
     warmup = None
     # Also when resuming: the warm-up is seeded, so it rebuilds the same tower (a LoRA checkpoint does not hold it).
     if cfg.vision_warmup.steps:
@@ -251,10 +254,10 @@ def train(params: Params, examples: list[Example], work_dir: Path, out_dir: Path
         on_trainer(trainer, processor)
     result, resume, seconds = fit(trainer, work_dir, "sft")
     curves.restore_best(trainer.model)
-    kind = save_checkpoint(trainer, processor, out_dir, cfg.lora, resolve_model(BASE_DIR))
+    kind = save_checkpoint(trainer, processor, out_dir, cfg.lora)
     return {"checkpoint": kind, "steps": result.global_step, "train_loss": round(result.training_loss, 4),
             "seconds": seconds, "resumed_from": resume, "heldout": curves.summary(seconds), "vision_warmup": warmup,
-            "is_main_process": trainer.accelerator.is_main_process}
+            "launch": launch.describe(trainer, params.launch), "is_main_process": trainer.accelerator.is_main_process}
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -297,6 +300,7 @@ def check_table(report: dict[str, dict]) -> str:
 
 
 def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report: dict) -> None:
+    from tatar.training import launch
     from tatar.training.common import how_to_load, write_model_card
 
     cfg = params.sft
@@ -313,6 +317,7 @@ def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report
                         + ("frozen through SFT" if cfg.freeze_vision else "trained with the rest"),
         "teachers": describe_teachers(facts.get("teachers", {})),
         "steps / train loss": f"{facts['steps']} / {facts['train_loss']}",
+        "trained with": launch.summary(facts["launch"]),
         "lineage": "`lineage.json` (corpus and base hashes, params, packages, git commit)",
     }, {"How to load": load, "Greedy check on synthetic test images": check_table(report)})
 
@@ -323,14 +328,20 @@ def run(params: Params) -> None:
     examples = build_examples(records, params.sft)
     summary = dropout_summary(examples)
     print(f"sft: {len(records)} corpus records -> {len(examples)} examples; {json.dumps(summary)}")
-    work_dir = run_dir_for(params)
-    shutil.rmtree(OUT_DIR, ignore_errors=True)
-    facts = train(params, examples, work_dir, OUT_DIR)
-    facts["teachers"] = teachers_of(records)  # who wrote the corpus, per task (model card and lineage)
-    if not facts.pop("is_main_process"):
-        return
+    from tatar.training import launch
+    from tatar.training.common import finish_checkpoint, use_bf16
     from tatar.training.curves import report_line
 
+    work_dir = run_dir_for(params)
+    if not launch.is_launched("sft"):
+        shutil.rmtree(OUT_DIR, ignore_errors=True)
+    facts = launch.train("sft", params, work_dir, use_bf16(params.sft.bf16),
+                         lambda: train(params, examples, work_dir, OUT_DIR))
+    if facts is None:  # a launched process, or a node other than rank 0's: the stage's own process finishes
+        return
+    finish_checkpoint(OUT_DIR, params.sft.lora, resolve_model(BASE_DIR))
+    facts["teachers"] = teachers_of(records)  # who wrote the corpus, per task (model card and lineage)
+    print(f"sft: trained with {launch.summary(facts['launch'])}")
     print(report_line("sft", facts["heldout"]))
     report = contract_check(OUT_DIR, params)
     for task, r in report.items():
@@ -339,7 +350,8 @@ def run(params: Params) -> None:
     write_json(OUT_DIR / CHECK_FILE, {"training": facts, "dropout": summary, "generations": report})
     model_card(OUT_DIR, params, facts, summary, report)
     write_lineage(OUT_DIR, "sft", inputs={"corpus": CORPUS, "base_model": BASE_DIR},
-                  params={"model": params.model.model_dump(), "sft": params.sft.model_dump()},
+                  params={"model": params.model.model_dump(), "launch": params.launch.model_dump(),
+                          "sft": params.sft.model_dump()},
                   extra={"training": facts})
     shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing left to resume
     print(f"sft: saved {facts['checkpoint']} checkpoint to {OUT_DIR} ({facts['steps']} steps, {facts['seconds']} s)")
