@@ -55,6 +55,9 @@ def shared_trainer_args(cfg, work_dir: Path) -> dict:
     return dict(
         bf16=use_bf16(cfg.bf16),
         activation_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),  # transformers 5 name
+        # Non-reentrant, said here: TRL forces reentrant for PEFT under ZeRO-3 through the deprecated name, which
+        # transformers 5.25 no longer reads; DeepSpeed >= 0.19.3 handles frozen parameters without it.
+        activation_checkpointing_kwargs={"use_reentrant": False},
         # use_cpu switches DeepSpeed off, and without a named backend accelerate starts no process group on a CPU.
         use_cpu=cpu and not under_deepspeed(),
         ddp_backend="gloo" if cpu and several else None,
