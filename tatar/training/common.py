@@ -46,6 +46,17 @@ def under_deepspeed() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
+def checkpointing_args(enabled: bool) -> dict:
+    """Activation checkpointing, non-reentrant, under the name this transformers reads: 5.24 renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing``, and the GPU stack's vLLM pins an older transformers
+    (requirements/gpu.txt). Said here because TRL forces reentrant for PEFT under ZeRO-3 through the old name, which
+    transformers >= 5.24 no longer reads; DeepSpeed >= 0.19.3 handles frozen parameters without it."""
+    from transformers import TrainingArguments
+
+    name = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient"
+    return {f"{name}_checkpointing": enabled, f"{name}_checkpointing_kwargs": {"use_reentrant": False}}
+
+
 def shared_trainer_args(cfg, work_dir: Path) -> dict:
     """The TRL/transformers arguments SFT and GRPO set alike from their params sections: hardware switches,
     logging, saving, seeds."""
@@ -54,10 +65,7 @@ def shared_trainer_args(cfg, work_dir: Path) -> dict:
     cpu, several = not cuda_available(), int(os.environ.get("WORLD_SIZE", "1")) > 1
     return dict(
         bf16=use_bf16(cfg.bf16),
-        activation_checkpointing=use_gradient_checkpointing(cfg.gradient_checkpointing),  # transformers 5 name
-        # Non-reentrant, said here: TRL forces reentrant for PEFT under ZeRO-3 through the deprecated name, which
-        # transformers 5.25 no longer reads; DeepSpeed >= 0.19.3 handles frozen parameters without it.
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        **checkpointing_args(use_gradient_checkpointing(cfg.gradient_checkpointing)),
         # use_cpu switches DeepSpeed off, and without a named backend accelerate starts no process group on a CPU.
         use_cpu=cpu and not under_deepspeed(),
         ddp_backend="gloo" if cpu and several else None,

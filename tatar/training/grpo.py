@@ -6,10 +6,9 @@ train order is built here: the tasks are interleaved in blocks of ``prompts_per_
 holding at least two IAA images, and TRL's sampler keeps that order (``shuffle_dataset=False``) while repeating
 each prompt G times.
 
-    tatar stage grpo                                                   # one process (CPU default)
-    accelerate launch --config_file tatar/accelerate/zero3.yaml --num_processes 8 -m tatar.cli stage grpo
-
-On several processes every reward sees its own slice of the generation batch; the ranking gathers the whole batch
+``launch`` in params.yaml decides where it trains (tatar.training.launch): ``launch: {config: zero3,
+num_processes: 8}`` makes ``tatar stage grpo`` start ``accelerate launch`` itself. On several processes every
+reward sees its own slice of the generation batch; the ranking gathers the whole batch
 (``tatar.rewards.gather_rows``), so a prompt's G completions may straddle processes.
 """
 

@@ -45,6 +45,7 @@ def train(stage: str, params: Params, work_dir: Path, bf16: bool, fit: Callable[
     """Run ``fit`` (train and save; returns the training facts and ``is_main_process``) where ``params.launch``
     says. Returns the main process's facts to the stage's own process, None to a launched one."""
     if is_launched(stage):
+        die_with_launcher()
         facts = fit()
         if facts.pop("is_main_process"):
             (work_dir / FACTS_FILE).write_text(json.dumps(facts, default=str))
@@ -67,6 +68,20 @@ def train(stage: str, params: Params, work_dir: Path, bf16: bool, fit: Callable[
     if not facts_file.is_file():  # a node other than rank 0's: the main process trained elsewhere
         return None
     return json.loads(facts_file.read_text())
+
+
+def die_with_launcher() -> None:
+    """torchrun starts every rank in a session of its own, so a launcher killed outright (the OOM killer, a
+    SIGKILLed job) would leave its ranks training on, writing into the work dir a retry resumes from. On Linux a
+    rank is killed with its launcher instead (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the launcher died before the call above
+        os._exit(1)
 
 
 def command(stage: str, params: Params, bf16: bool) -> list[str]:
