@@ -5,7 +5,9 @@ No hub is reachable on the GPU machines, so the 7B model is built from its publi
 gradient checkpointing, G completions per image, batched greedy evaluation) and measures step times, peak GPU
 memory and evaluation throughput; it says nothing about quality. Run from the project root on a GPU machine:
 
-    python bench/gpu_smoke.py --out gpu_smoke.json [--sft-steps 4 --grpo-steps 2]
+    python bench/gpu_smoke.py --out gpu_smoke.json [--sft-steps 4 --grpo-steps 2] [--launch zero3 --processes 8]
+
+SFT and GRPO start ``accelerate launch`` themselves, as ``tatar run`` does (``launch`` in params).
 
 Order: build the base, time evaluation on it (random weights never stop early, so every answer runs to
 ``--eval-max-new-tokens``: a worst-case throughput), then SFT and GRPO (``--final-eval``: evaluate the GRPO
@@ -115,6 +117,11 @@ def main() -> None:
     ap.add_argument("--final-eval", action="store_true", help="also evaluate the GRPO checkpoint (same speed)")
     ap.add_argument("--skip-data", action="store_true", help="reuse data/manifests and data/corpus if present")
     ap.add_argument("--dry-run", action="store_true", help="small model on the CPU: check the script itself")
+    ap.add_argument("--launch", default="bench/zero3_offload.yaml",
+                    help="launch.config for sft and grpo: a full 7B fine-tune trains fp32 master weights, which on "
+                         "one GPU fit only with DeepSpeed's optimizer offload (this file); single_gpu, ddp, zero2, "
+                         "zero3 as in params")
+    ap.add_argument("--processes", type=int, default=None, help="launch.num_processes (default: every GPU)")
     args = ap.parse_args()
     out = args.out
 
@@ -155,6 +162,9 @@ def main() -> None:
         runs.parent.mkdir(parents=True, exist_ok=True)
         runs.symlink_to(args.runs_dir.resolve())
     params.model.base = str(base_dir)
+    params.launch.config = args.launch
+    params.launch.num_processes = args.processes or max(1, torch.cuda.device_count())
+    record(out, "launch", params.launch.model_dump())
     params.model.max_pixels = 12544 if args.dry_run else 448 * 448
     _call(STAGES["base_model"])(params)
 

@@ -65,9 +65,16 @@ def train(stage: str, params: Params, work_dir: Path, bf16: bool, fit: Callable[
     code = subprocess.run(cmd, env={**os.environ, LAUNCHED_ENV: stage}).returncode
     if code:
         raise LaunchError(f"{stage}: accelerate launch exited with status {code} (its processes' output is above)")
-    if not facts_file.is_file():  # a node other than rank 0's: the main process trained elsewhere
+    if machine_rank(params.launch):  # a node other than rank 0's: the main process trained there
         return None
+    if not facts_file.is_file():
+        raise LaunchError(f"{stage}: the launched processes exited without the main process's training facts "
+                          f"({facts_file})")
     return json.loads(facts_file.read_text())
+
+
+def machine_rank(launch: LaunchConfig) -> int:
+    return int(os.environ.get(MACHINE_RANK_ENV, launch.machine_rank))
 
 
 def die_with_launcher() -> None:
@@ -107,9 +114,8 @@ def accelerate_config(launch: LaunchConfig, bf16: bool, cpu: bool) -> dict:
         raise ConfigValueError(f"launch.config = {launch.config!r}: neither a shipped config "
                                f"({', '.join(SHIPPED)}) nor an accelerate config file")
     config = yaml.safe_load(path.read_text()) or {}
-    rank = int(os.environ.get(MACHINE_RANK_ENV, launch.machine_rank))
-    config.update(num_processes=launch.num_processes, num_machines=launch.num_machines, machine_rank=rank,
-                  mixed_precision="bf16" if bf16 else "no")  # one source: the stage's bf16
+    config.update(num_processes=launch.num_processes, num_machines=launch.num_machines,
+                  machine_rank=machine_rank(launch), mixed_precision="bf16" if bf16 else "no")  # the stage's bf16
     config.update({k: v for k, v in (("main_process_ip", launch.main_process_ip),
                                      ("main_process_port", launch.main_process_port)) if v is not None})
     if config.get("distributed_type", "NO") == "NO" and launch.num_processes > 1:
