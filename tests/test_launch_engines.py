@@ -95,36 +95,46 @@ def kill_when_checkpointed(cmd: list[str], cwd: Path, step: int) -> str:
     return out
 
 
-def test_zero3_run_killed_mid_training_resumes_and_the_pipeline_finishes(project):
+def launch_facts(project: Path, checkpoint: str) -> dict:
+    return lineage(project, checkpoint)["training"]
+
+
+def test_zero3_full_sft_killed_mid_training_resumes_then_lora_grpo(project):
+    edit_params(project, {"grpo": {"lora": {"enabled": True}}})
     kill_when_checkpointed([*TATAR, "stage", "sft"], project, step=10)
-    run = sh(*TATAR, "run", "--until", "grpo", cwd=project)  # evaluate's path is the end-to-end tests'
+    run = sh(*TATAR, "run", cwd=project)
     assert last_run(project) == {"prepare": "skipped", "rationales": "skipped", "base_model": "skipped",
-                                 "validate": "skipped", "sft": "ran", "grpo": "ran"}
+                                 "validate": "skipped", "sft": "ran", "grpo": "ran", "evaluate": "ran"}
     assert "sft: resuming from .tatar/runs/sft/" in run.stdout
-    for checkpoint in ("data/models/sft", "data/models/grpo"):
-        facts = lineage(project, checkpoint)["training"]
-        assert facts["launch"] | {"master_weights": None} == {
-            "config": "zero3", "engine": "DeepSpeed ZeRO-3", "zero_stage": 3, "processes": 2, "machines": 1,
-            "device": "cpu", "mixed_precision": "no", "master_weights": None}
-        assert facts["launch"]["master_weights"] == "float32"
+    for checkpoint, kind in (("data/models/sft", "full"), ("data/models/grpo", "merged LoRA")):
+        facts = launch_facts(project, checkpoint)
+        assert facts["checkpoint"] == kind
+        assert facts["launch"] == {"config": "zero3", "engine": "DeepSpeed ZeRO-3", "zero_stage": 3, "processes": 2,
+                                   "machines": 1, "device": "cpu", "mixed_precision": "no",
+                                   "master_weights": "float32"}
         assert lineage(project, checkpoint)["params"]["launch"]["config"] == "zero3"
-    sft = json.loads((project / "data/models/sft/sft_check.json").read_text())["training"]
-    assert sft["steps"] == 40 and sft["resumed_from"].endswith(("checkpoint-10", "checkpoint-20"))
-    assert sft["heldout"]["evaluations"] == 2  # held-out scoring under ZeRO-3, the weights gathered for generation
+    sft = json.loads((project / "data/models/sft/sft_check.json").read_text())
+    assert sft["training"]["steps"] == 40 and sft["training"]["resumed_from"].endswith(("checkpoint-10",
+                                                                                       "checkpoint-20"))
+    assert sft["training"]["heldout"]["evaluations"] == 2  # under ZeRO-3, the weights gathered for generation
+    assert sft["generations"]["iqa"]["parse_rate"] > 0  # reloaded by the stage's own process, and it answers
     assert "DeepSpeed ZeRO-3, 2 process(es)" in (project / "data/models/grpo/README.md").read_text()
-    shown = sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).stdout
-    assert "trained with: full weights, DeepSpeed ZeRO-3, 2 process(es)" in " ".join(shown.split())
-    assert changed_share(project / "data/models/grpo", project / "data/models/sft") > 0.9
+    shown = " ".join(sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).stdout.split())
+    assert "trained with: merged LoRA weights, DeepSpeed ZeRO-3, 2 process(es)" in shown
+    assert not (project / "data/models/grpo.adapter").exists()  # merged outside the launch, then removed
+    metrics = json.loads((project / "data/eval/metrics.json").read_text())
+    assert metrics  # the merged GRPO checkpoint loads and scores
 
 
-@pytest.mark.parametrize("mode", ["single_gpu", "ddp", "zero2"])
+@pytest.mark.parametrize("mode", ["single_gpu", "ddp", "zero2", "zero3"])
 def test_one_grpo_step_at_lr_1e_6_changes_a_bf16_models_weights(project, mode):
-    params = edit_params(project, {"launch": {"config": mode, "num_processes": 1 if mode == "single_gpu" else 2}},
-                         name=f"params-{mode}.yaml")
+    params = edit_params(project, {"launch": {"config": mode, "num_processes": 1 if mode == "single_gpu" else 2},
+                                   "grpo": {"lora": {"enabled": False}}}, name=f"params-{mode}.yaml")
     out = sh(*TATAR, "stage", "grpo", "--params", params.name, cwd=project).stdout
-    engine = {"single_gpu": "single process", "ddp": "DDP", "zero2": "DeepSpeed ZeRO-2"}[mode]
+    engine = {"single_gpu": "single process", "ddp": "DDP", "zero2": "DeepSpeed ZeRO-2",
+              "zero3": "DeepSpeed ZeRO-3"}[mode]
     assert f"grpo: trained with {engine}" in out
-    assert lineage(project, "data/models/grpo")["training"]["launch"]["master_weights"] == "float32"
+    assert launch_facts(project, "data/models/grpo")["launch"]["master_weights"] == "float32"
     assert changed_share(project / "data/models/grpo", project / "data/models/sft") > 0.9
 
 
@@ -133,21 +143,22 @@ def test_bf16_weights_would_lose_the_step(project, monkeypatch):
     from tatar.config import load_params
     from tatar.training import common, grpo
 
-    params = edit_params(project, {"launch": {"config": "single_gpu", "num_processes": 1}}, name="params-bf16.yaml")
+    params = edit_params(project, {"launch": {"config": "single_gpu", "num_processes": 1},
+                                   "grpo": {"lora": {"enabled": False}}}, name="params-bf16.yaml")
     monkeypatch.chdir(project)
     monkeypatch.setattr(common, "training_dtype", lambda model_dtype, *_: model_dtype)
     grpo.run(load_params(params))
     assert changed_share(project / "data/models/grpo", project / "data/models/sft") < 0.1
 
 
-def test_zero2_lora_sft_and_grpo_through_tatar_run(project):
+def test_zero2_lora_sft_and_full_grpo_through_tatar_run(project):
     edit_params(project, {"launch": {"config": "zero2"}, "sft": {"lora": {"enabled": True}},
-                          "grpo": {"lora": {"enabled": True}}})
+                          "grpo": {"lora": {"enabled": False}}})
     sh(*TATAR, "run", "--until", "grpo", cwd=project)
-    assert {k: v for k, v in last_run(project).items() if v == "ran"} == {"sft": "ran", "grpo": "ran"}
-    for checkpoint in ("data/models/sft", "data/models/grpo"):
-        facts = lineage(project, checkpoint)["training"]
-        assert facts["checkpoint"] == "merged LoRA" and facts["launch"]["engine"] == "DeepSpeed ZeRO-2"
-        assert not (project / f"{checkpoint}.adapter").exists()  # merged outside the launch, then removed
-    shown = sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).stdout
-    assert "merged LoRA weights, DeepSpeed ZeRO-2" in " ".join(shown.split())
+    assert {k for k, v in last_run(project).items() if v == "ran"} == {"sft", "grpo"}
+    for checkpoint, kind in (("data/models/sft", "merged LoRA"), ("data/models/grpo", "full")):
+        facts = launch_facts(project, checkpoint)
+        assert facts["checkpoint"] == kind and facts["launch"]["engine"] == "DeepSpeed ZeRO-2"
+    assert not (project / "data/models/sft.adapter").exists()
+    shown = " ".join(sh(*TATAR, "lineage", "data/models/grpo", "--verify", cwd=project).stdout.split())
+    assert "trained with: full weights, DeepSpeed ZeRO-2" in shown

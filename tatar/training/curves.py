@@ -97,7 +97,10 @@ class TrainingCurves(DVCLiveCallback):
         # Always a fresh folder: a resumed run redraws its earlier points in on_train_begin. dvclive's own resume
         # (append to the files there) cannot: DVC has deleted them, and it would repeat the points logged after
         # the checkpoint.
-        live = Live(dir=str(self.live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
+        # The main process alone: a Live clears its folder when it starts, under the feet of the one writing there.
+        main = trainer is None or trainer.accelerator.is_main_process
+        live = Live(dir=str(self.live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None) if main \
+            else None
         super().__init__(live=live)
         self.stage, self.cfg, self.processor, self.val, self.trainer = stage, cfg, processor, val_records, trainer
         self.pending: dict[str, float] = {}
