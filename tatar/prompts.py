@@ -29,6 +29,11 @@ def prompt_messages(task: Task) -> list[dict]:
     ]
 
 
+def completion_messages(target: str) -> list[dict]:
+    """The assistant's turn of an SFT example (TRL's prompt-completion form)."""
+    return [{"role": "assistant", "content": [{"type": "text", "text": target}]}]
+
+
 def conversation(task: Task, target: str) -> list[dict]:
-    """Prompt plus the assistant's target, for SFT."""
-    return prompt_messages(task) + [{"role": "assistant", "content": [{"type": "text", "text": target}]}]
+    """Prompt plus the assistant's target."""
+    return prompt_messages(task) + completion_messages(target)

@@ -45,7 +45,7 @@ def test_the_training_stages_run_with_the_locks_transformers():
                             "print(transformers.__version__, huggingface_hub.__version__)"],
                            env=env, capture_output=True, text=True, check=True).stdout.split()
     assert probe == [pins()["transformers"], pins()["huggingface-hub"]], "make install lays the lock's versions over"
-    tests = ["tests/test_sft_stage.py", "tests/test_grpo.py", "tests/test_launch.py", "tests/test_modeling.py"]
+    tests = ["tests/test_sft_stage.py", "tests/test_sft.py", "tests/test_grpo.py", "tests/test_launch.py"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=REPO,
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -123,11 +123,13 @@ def test_accumulated_micro_batches_weigh_every_label_token_of_the_step_alike(pro
         model, processor = load_from_config(BASE_DIR, p.model)
         trainer = sft.trainer_class(cfg)(model=model, args=sft.trainer_args(cfg, project / kind),
                                          train_dataset=sft.to_dataset(examples), processing_class=processor)
-        rows = [trainer.train_dataset[i] for i in range(4)]
-        micro = [trainer._prepare_inputs(trainer.data_collator(rows[i:i + 2])) for i in (0, 2)]
+        def rows(trainer=trainer):  # fresh each time: TRL's collator fills the image placeholders it is given
+            return [trainer.train_dataset[i] for i in range(4)]
+
+        micro = [trainer._prepare_inputs(trainer.data_collator(rows()[i:i + 2])) for i in (0, 2)]
         n = trainer._get_num_items_in_batch(micro, torch.device("cpu"))
         assert n == sum(int((m["labels"][:, 1:] != -100).sum()) for m in micro)  # counted over the whole step
-        whole = trainer.compute_loss(trainer.model, trainer._prepare_inputs(trainer.data_collator(rows))).item()
+        whole = trainer.compute_loss(trainer.model, trainer._prepare_inputs(trainer.data_collator(rows()))).item()
         parts = sum(trainer.compute_loss(trainer.model, m, num_items_in_batch=n).item() for m in micro)
         assert parts == pytest.approx(whole, rel=1e-4)  # two micro-batches = one batch of four, token for token
 

@@ -8,7 +8,7 @@ What makes it TATAR's SFT:
   token-mean loss weighs every token alike. ``sft.batch_by_task`` draws the task per micro-batch instead: no short
   IQA answer padded to an IAA narrative's length; tokens still weigh alike across the micro-batches of one
   optimiser step (gradient accumulation), but each task is weighed per batch without it.
-- loss on the assistant turn only (TRL's assistant masks), so the prompt and the image tokens never count.
+- loss on the assistant turn only (TRL's prompt-completion rows), so the prompt and the image tokens never count.
 
 Trainer checkpoints go to ``.tatar/runs/sft/<key>`` and an interrupted run resumes from the newest one.
 """
@@ -27,7 +27,7 @@ from tatar.hashing import sha256_file, tree_hash
 from tatar.lineage import write_lineage
 from tatar.modeling import BASE_DIR, ModelLoadError, load_from_config, resolve_model
 from tatar.parsing import format_target, parse_answer, think_words
-from tatar.prompts import conversation
+from tatar.prompts import completion_messages, prompt_messages
 from tatar.records import (
     ManifestRecord,
     RationaleRecord,
@@ -119,8 +119,10 @@ def to_dataset(examples: list[Example]):
     """A ``datasets.Dataset`` in TRL's conversational vision form; images decode lazily, batch by batch."""
     from datasets import Dataset, Image
 
-    rows = [{"messages": conversation(e.record.task, e.target), "image": str(e.record.path),
-             "id": e.record.id, "task": e.record.task} for e in examples]
+    # Prompt-completion rows: TRL's loss on the completion alone needs no chat-template assistant masks, which for
+    # vision datasets need transformers >= 5.18 (the GPU stack's vLLM caps it below).
+    rows = [{"prompt": prompt_messages(e.record.task), "completion": completion_messages(e.target),
+             "image": str(e.record.path), "id": e.record.id, "task": e.record.task} for e in examples]
     return Dataset.from_list(rows).cast_column("image", Image())
 
 
@@ -149,7 +151,7 @@ def trainer_args(cfg: SFTConfig, work_dir: Path):
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup,  # a fraction < 1 is a share of the total steps (transformers 5)
         train_sampling_strategy="sequential",  # keep the interleaved order build_examples drew
-        assistant_only_loss=True,
+        completion_only_loss=True,  # the loss on the assistant's turn: prompt and image tokens never count
         max_length=cfg.max_length,
         dataset_kwargs={"skip_prepare_dataset": True},
         **shared_trainer_args(cfg, work_dir),
@@ -207,12 +209,27 @@ def answer_token_loss(model, inputs: dict, num_items_in_batch=None, soft: SoftSc
     targets = torch.full_like(labels, -100)
     targets[:, :-1] = labels[:, 1:]  # position t predicts token t+1
     keep = targets != -100
-    outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False, logits_to_keep=keep)
+    outputs = logits_at(model, {k: v for k, v in inputs.items() if k != "labels"}, keep)
     if soft is not None:
         loss = soft.loss(outputs.logits, targets, keep)
     else:
         loss = F.cross_entropy(outputs.logits.float(), targets[keep].to(outputs.logits.device), reduction="sum")
     return loss / (num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)), outputs
+
+
+def logits_at(model, inputs: dict, keep):
+    """The model's outputs with ``logits`` at the ``keep`` positions only, flattened to (positions, vocab).
+    transformers >= 5.18 slices by a boolean ``logits_to_keep`` itself; before (the GPU stack's transformers), the
+    LM head is applied here to the final hidden states (post-norm: transformers ties the last to them). Either way
+    through ``model`` itself, whatever wraps it (DDP, DeepSpeed)."""
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401 - present when masks are sliced
+    except ImportError:
+        outputs = model(**inputs, use_cache=False, logits_to_keep=1, output_hidden_states=True)
+        head = getattr(model, "module", model).get_output_embeddings()
+        outputs.logits = head(outputs.hidden_states[-1][keep])
+        return outputs
+    return model(**inputs, use_cache=False, logits_to_keep=keep)
 
 
 def run_key(params: Params, corpus: Path, base_dir: Path) -> dict:
