@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 STAGES = ["prepare", "rationales", "base_model", "validate", "sft", "grpo", "evaluate"]
 GIT_ID = ["-c", "user.email=t@t", "-c", "user.name=t"]
 TINY = {  # a few steps of everything: the path is under test, not the model
-    "sft": {"epochs": 1, "max_steps": 2, "check_samples": 2, "check_max_new_tokens": 16, "save_steps": 100},
+    "sft": {"epochs": 1, "max_steps": 2, "check_samples": 2, "check_max_new_tokens": 16, "save_steps": 100,
+            "vision_warmup": {"steps": 0}},  # the default's 3000-step tower warm-up: ~80 s that tests no format
     # Generation budgets stay at params.yaml's: validate rejects targets longer than them (over_budget).
     "grpo": {"max_steps": 1, "num_generations": 2, "prompts_per_generation": 4, "per_device_batch_size": 8},
 }
