@@ -23,6 +23,13 @@ STAGE_ROLES = {"prepare": "manifests", "rationales": "rationales", "validate": "
                "evaluate": "evaluation"}
 
 
+def launch_summary(facts: dict) -> str:
+    """How a checkpoint was trained, in one line (``training.launch`` of its lineage; model card, stage output)."""
+    return (f"{facts['engine']}, {facts['processes']} process(es) on {facts['machines']} machine(s) "
+            f"({facts['device']}), mixed precision {facts['mixed_precision']}, "
+            f"{facts['master_weights']} master weights")
+
+
 def short(digest: str | None) -> str:
     return (digest or "-").removesuffix(".dir")[:HASH_CHARS]
 
@@ -114,10 +121,8 @@ def _facts(report: dict) -> list[tuple[str, list[str]]]:
                         f"{short(started.get('lineage_sha256'))}, created {started.get('created_at')})")
     facts = lin.get("training") or {}
     if facts.get("launch"):  # how the checkpoint was trained (tatar.training.launch)
-        from tatar.training.launch import summary
-
-        training.append(f"trained with: {facts.get('checkpoint', '?')} weights, {summary(facts['launch'])} "
-                        f"(launch.config {facts['launch']['config']})")
+        training.append(f"trained with: {facts.get('checkpoint', '?')} weights, "
+                        f"{launch_summary(facts['launch'])} (launch.config {facts['launch']['config']})")
     heldout = facts.get("heldout") or {}
     if heldout.get("evaluations"):
         training.append(f"held-out scoring: {heldout['images']} images x {heldout['evaluations']} evaluation(s), "

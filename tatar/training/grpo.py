@@ -196,7 +196,7 @@ def task_table(facts: dict) -> str:
 
 
 def model_card(out_dir: Path, params: Params, facts: dict, started_from: dict, counts: dict) -> None:
-    from tatar.training import launch
+    from tatar.lineage_view import launch_summary
     from tatar.training.common import how_to_load, write_model_card
 
     cfg = params.grpo
@@ -215,7 +215,7 @@ def model_card(out_dir: Path, params: Params, facts: dict, started_from: dict, c
             f"{cfg.temperature} / {cfg.loss_type} / {cfg.scale_rewards} / {cfg.gradient_accumulation_steps} / "
             f"{cfg.min_words_iaa or 'off'}",
         "steps": facts["steps"],
-        "trained with": launch.summary(facts["launch"]),
+        "trained with": launch_summary(facts["launch"]),
         "lineage": "`lineage.json` (train manifest and SFT checkpoint hashes, params, packages, git commit)",
     }, {"How to load": load, "Rewards and contract by task": task_table(facts)})
 
@@ -243,6 +243,7 @@ def run(params: Params) -> None:
 
 def _run(params: Params) -> None:
     from tatar.lineage import write_lineage
+    from tatar.lineage_view import launch_summary
     from tatar.modeling import resolve_model
     from tatar.training import launch
     from tatar.training.common import finish_checkpoint, run_dir, use_bf16
@@ -263,7 +264,7 @@ def _run(params: Params) -> None:
     if facts is None:  # a launched process, or a node other than rank 0's: the stage's own process finishes
         return
     finish_checkpoint(OUT_DIR, cfg.lora, resolve_model(SFT_DIR))
-    print(f"grpo: trained with {launch.summary(facts['launch'])}")
+    print(f"grpo: trained with {launch_summary(facts['launch'])}")
     write_json(OUT_DIR / LOG_FILE, facts)
     model_card(OUT_DIR, params, facts, origin, counts)
     write_lineage(OUT_DIR, "grpo", inputs={"train_manifest": MANIFEST, "sft_checkpoint": SFT_DIR},

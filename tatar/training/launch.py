@@ -142,10 +142,3 @@ def describe(trainer, launch: LaunchConfig) -> dict:
     return {"config": launch.config, "engine": engine, "zero_stage": plugin.zero_stage if plugin else None,
             "processes": acc.num_processes, "machines": launch.num_machines, "device": acc.device.type,
             "mixed_precision": acc.mixed_precision, "master_weights": masters}
-
-
-def summary(facts: dict) -> str:
-    """One line for the model card and the stage's output."""
-    return (f"{facts['engine']}, {facts['processes']} process(es) on {facts['machines']} machine(s) "
-            f"({facts['device']}), mixed precision {facts['mixed_precision']}, "
-            f"{facts['master_weights']} master weights")

@@ -317,7 +317,7 @@ def check_table(report: dict[str, dict]) -> str:
 
 
 def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report: dict) -> None:
-    from tatar.training import launch
+    from tatar.lineage_view import launch_summary
     from tatar.training.common import how_to_load, write_model_card
 
     cfg = params.sft
@@ -334,7 +334,7 @@ def model_card(out_dir: Path, params: Params, facts: dict, summary: dict, report
                         + ("frozen through SFT" if cfg.freeze_vision else "trained with the rest"),
         "teachers": describe_teachers(facts.get("teachers", {})),
         "steps / train loss": f"{facts['steps']} / {facts['train_loss']}",
-        "trained with": launch.summary(facts["launch"]),
+        "trained with": launch_summary(facts["launch"]),
         "lineage": "`lineage.json` (corpus and base hashes, params, packages, git commit)",
     }, {"How to load": load, "Greedy check on synthetic test images": check_table(report)})
 
@@ -345,6 +345,7 @@ def run(params: Params) -> None:
     examples = build_examples(records, params.sft)
     summary = dropout_summary(examples)
     print(f"sft: {len(records)} corpus records -> {len(examples)} examples; {json.dumps(summary)}")
+    from tatar.lineage_view import launch_summary
     from tatar.training import launch
     from tatar.training.common import finish_checkpoint, use_bf16
     from tatar.training.curves import report_line
@@ -358,7 +359,7 @@ def run(params: Params) -> None:
         return
     finish_checkpoint(OUT_DIR, params.sft.lora, resolve_model(BASE_DIR))
     facts["teachers"] = teachers_of(records)  # who wrote the corpus, per task (model card and lineage)
-    print(f"sft: trained with {launch.summary(facts['launch'])}")
+    print(f"sft: trained with {launch_summary(facts['launch'])}")
     print(report_line("sft", facts["heldout"]))
     report = contract_check(OUT_DIR, params)
     for task, r in report.items():
